@@ -1,0 +1,7 @@
+"""`python -m RootletSegLogic ...` is the `rootletseg` command (the Slicer module starts it this way)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
