@@ -235,9 +235,24 @@ def read_image(path: os.PathLike | str, what: str = "image") -> sitk.Image:
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise UserError(f"The {what} '{path.name}' has several values per voxel (vector/RGB): give a scalar volume.")
     array = sitk.GetArrayViewFromImage(image)
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
+    if (array.dtype.kind == "f" and not np.isfinite(array).all()) or _nifti_has_non_finite(path):
         raise UserError(f"The {what} '{path.name}' contains NaN or infinite voxels: fix or mask them first.")
     return image
+
+
+def _nifti_has_non_finite(path: Path) -> bool:
+    """ITK's NIfTI reader silently turns NaN into 0, so float NIfTI files are checked on their raw data."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return False
+    import nibabel  # a dependency of nnunetv2; imported here because only NIfTI needs it
+
+    try:
+        proxy = nibabel.load(str(path)).dataobj
+    except Exception:  # unreadable by nibabel but readable by ITK: nothing more to check
+        return False
+    if np.dtype(proxy.dtype).kind != "f":
+        return False
+    return not np.isfinite(np.asanyarray(proxy)).all()
 
 
 def read_label_map(path: os.PathLike | str, what: str = "label map") -> sitk.Image:
