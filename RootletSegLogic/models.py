@@ -1,0 +1,870 @@
+"""Model registry, per-user model cache, safe download / import / resolution of nnU-Net v2 rootlet models.
+
+Registry names (and aliases):
+- `rootletseg` (`multicon`, `r20250318`): official multi-contrast RootletSeg, C2–T1 dorsal + ventral, labels 2..9.
+- `m5` (`r20240730`): earlier T2w dorsal-only model, C2–C8, labels 2..8.
+- `demo`: small model trained on synthetic phantoms, embedded in the package (`Resources/Models/demo`); never
+  downloaded.
+
+Cache (per user): `$ROOTLETSEG_HOME` if set, else `%LOCALAPPDATA%/rootletseg` on Windows, else
+`$XDG_CACHE_HOME/rootletseg`, else `~/.cache/rootletseg`. Layout:
+
+    <cache>/models/<name>/                 registry model, as extracted from its release zip
+    <cache>/models/imported/<name>/        `import_model` (a local zip or folder)
+    <cache>/models/local/<sha256[:16]>/    a local zip given to `resolve_model`, extracted once
+    each holding `rootletseg_model.json`  (name, release, url, sha256 of the zip, size_bytes, date, source, ...)
+
+Every install is staged in a hidden `<cache>/models/.staging-*` folder and moved into place with one `os.replace`
+of the folder: on any failure, or Ctrl-C (SIGINT/SIGTERM raise `Cancelled`), the cache is left exactly as it was
+(folders this module created for the attempt are removed again).
+
+Model checkpoints are Python pickles: loading one can run arbitrary code. Registry and embedded models are
+`trusted`; any other model makes `resolve_model` call its `warn` callback once.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import stat
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+from .errors import UserError
+from .level_types import SPINAL_LEVEL_NAMES
+from .model_folder import ModelFolder, load_model_folder
+from .progress import ProgressCallback, ProgressEvent, no_progress
+
+RECORD_NAME = "rootletseg_model.json"
+DOWNLOAD_TIMEOUT_S = 60.0  # per connection attempt and per read, not for the whole download
+CHUNK_BYTES = 1 << 20
+TRUST_WARNING = (
+    "{what} is not a RootletSeg registry model: its checkpoints are Python pickles and can run arbitrary code: "
+    "use only models from a source you trust."
+)
+
+Warn = Callable[[str], None]
+_log = logging.getLogger("rootletseg")
+
+
+def _labels(first: int, last: int) -> Dict[int, str]:
+    return {value: SPINAL_LEVEL_NAMES[value] for value in range(first, last + 1)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A known model. `sha256`/`size_bytes` describe the release zip (None until published / known)."""
+
+    name: str
+    aliases: Tuple[str, ...]
+    title: str
+    release: str
+    url: Optional[str]  # None for the embedded demo model
+    sha256: Optional[str]
+    size_bytes: Optional[int]
+    labels: Dict[int, str]  # output label value -> spinal level name
+    contrasts: Tuple[str, ...]
+    description: str
+    embedded_path: Optional[Path] = None  # set for the demo model only
+
+    @property
+    def embedded(self) -> bool:
+        return self.embedded_path is not None
+
+    @property
+    def labels_summary(self) -> str:
+        """E.g. '2..9 (C2-T1)'."""
+        values = sorted(self.labels)
+        return f"{values[0]}..{values[-1]} ({self.labels[values[0]]}-{self.labels[values[-1]]})" if values else ""
+
+
+EMBEDDED_DEMO_PATH = Path(__file__).resolve().parent.parent / "Resources" / "Models" / "demo"
+
+REGISTRY: Dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="rootletseg",
+            aliases=("multicon", "r20250318"),
+            title="RootletSeg multi-contrast (C2-T1, dorsal + ventral rootlets)",
+            release="r20250318",
+            url="https://github.com/ivadomed/model-spinal-rootlets/releases/download/r20250318/"
+            "model-spinal-rootlets-multicon-r20250318.zip",
+            sha256=None,
+            size_bytes=None,
+            labels=_labels(2, 9),
+            contrasts=("T2w", "T1w-INV1", "T1w-INV2", "UNIT1"),
+            description="Official RootletSeg nnU-Net v2 model (3T T2w TSE and 7T MP2RAGE), dorsal and ventral "
+            "rootlets of levels C2 to T1; what SCT >= 7.0 runs as task 'rootlets'.",
+        ),
+        ModelSpec(
+            name="m5",
+            aliases=("r20240730",),
+            title="Rootlets M5 (T2w, C2-C8, dorsal rootlets only)",
+            release="r20240730",
+            url="https://github.com/ivadomed/model-spinal-rootlets/releases/download/r20240730/"
+            "model-spinal-rootlets_M5_r20240129-2.zip",
+            sha256=None,
+            size_bytes=None,
+            labels=_labels(2, 8),
+            contrasts=("T2w",),
+            description="Earlier T2w model segmenting dorsal rootlets of levels C2 to C8.",
+        ),
+        ModelSpec(
+            name="demo",
+            aliases=(),
+            title="Demo model (synthetic phantoms, C2-T1)",
+            release="embedded",
+            url=None,
+            sha256=None,
+            size_bytes=None,
+            labels=_labels(2, 9),
+            contrasts=("synthetic phantom",),
+            description="Small nnU-Net v2 model trained on synthetic phantoms, shipped with RootletSeg for demos "
+            "and tests; not meant for real MRI.",
+            embedded_path=EMBEDDED_DEMO_PATH,
+        ),
+    )
+}
+
+
+# --------------------------------------------------------------------------------------------------------- cache
+
+
+def cache_root() -> Path:
+    """The per-user RootletSeg cache folder (not created here)."""
+    home = os.environ.get("ROOTLETSEG_HOME")
+    if home:
+        return Path(home).expanduser()
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "rootletseg"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "rootletseg"
+    return Path.home() / ".cache" / "rootletseg"
+
+
+def models_root() -> Path:
+    return cache_root() / "models"
+
+
+def installed_path(name: str) -> Path:
+    """Where registry model `name` is (or would be) installed."""
+    return models_root() / name
+
+
+def _imported_root() -> Path:
+    return models_root() / "imported"
+
+
+def _local_root() -> Path:
+    return models_root() / "local"
+
+
+def known_names() -> List[str]:
+    return sorted(REGISTRY)
+
+
+def lookup(name: str) -> Optional[ModelSpec]:
+    """The registry entry for a name or alias (case-insensitive), else None."""
+    key = name.strip().lower()
+    for spec in REGISTRY.values():
+        if key == spec.name or key in spec.aliases:
+            return spec
+    return None
+
+
+def _unknown_name_error(name: str) -> UserError:
+    names = ", ".join(
+        spec.name + (f" ({', '.join(spec.aliases)})" if spec.aliases else "") for spec in REGISTRY.values()
+    )
+    return UserError(
+        f"Unknown model '{name}': give one of {names}, an imported model name, or the path of an nnU-Net v2 "
+        "model folder or zip."
+    )
+
+
+def _spec_or_error(name: str) -> ModelSpec:
+    spec = lookup(name)
+    if spec is None:
+        raise _unknown_name_error(name)
+    return spec
+
+
+# ------------------------------------------------------------------------------------------- staging (atomicity)
+
+
+class _Staging:
+    """A hidden temporary folder in `<cache>/models`; removed (with any parents it created) unless committed."""
+
+    def __init__(self) -> None:
+        self.created: List[Path] = []  # folders created for this attempt, deepest last
+        missing = []
+        folder = models_root()
+        while not folder.exists():
+            missing.append(folder)
+            if folder.parent == folder:
+                break
+            folder = folder.parent
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as error:
+                self._remove_created()
+                raise UserError(f"Cannot create the model cache folder '{folder}' ({error.strerror}): "
+                                "set ROOTLETSEG_HOME to a writable folder.") from None
+            self.created.append(folder)
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix=".staging-", dir=models_root()))
+        except OSError as error:
+            self._remove_created()
+            raise UserError(f"Cannot write in the model cache '{models_root()}' ({error.strerror}): "
+                            "set ROOTLETSEG_HOME to a writable folder.") from None
+        self.committed = False
+
+    def _remove_created(self) -> None:
+        for folder in reversed(self.created):
+            try:
+                folder.rmdir()  # only if still empty: another process may have used it meanwhile
+            except OSError:
+                pass
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if not self.committed:
+            self._remove_created()
+
+    def __enter__(self) -> "_Staging":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.cleanup()
+
+
+def _move_into_place(source: Path, target: Path, force: bool) -> bool:
+    """Atomically put folder `source` at `target`. Returns False (and leaves `target`) when it exists and not force.
+
+    With force, the old folder is renamed aside first and put back if the new one cannot be moved in.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and not force:
+        return False
+    aside = None
+    if target.exists():
+        aside = target.parent / f".old-{target.name}-{os.getpid()}-{id(source)}"
+        os.replace(target, aside)
+    try:
+        os.replace(source, target)
+    except OSError:
+        if aside is not None:
+            os.replace(aside, target)
+            aside = None
+        elif target.exists():  # another process installed it meanwhile: keep theirs
+            return False
+        raise
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    return True
+
+
+# ------------------------------------------------------------------------------------------------------ hashing
+
+
+def sha256_file(path: Union[str, Path]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_weights_hash_cache: Dict[tuple, str] = {}
+
+
+def weights_sha256(model: ModelFolder) -> str:
+    """sha256 over a model folder's checkpoint files (fold key, file name, then the bytes, in ensemble order).
+
+    Identifies the weights of a folder that did not come from a zip. Cached per process by path/size/mtime.
+    """
+    key = tuple(
+        (str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in model.checkpoints.values()
+    )
+    if key not in _weights_hash_cache:
+        digest = hashlib.sha256()
+        for fold, path in model.checkpoints.items():
+            digest.update(f"{fold}:{path.name}\n".encode())
+            with open(path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+                    digest.update(chunk)
+        _weights_hash_cache[key] = digest.hexdigest()
+    return _weights_hash_cache[key]
+
+
+def _normalise_sha256(value: Optional[str], what: str) -> Optional[str]:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise UserError(f"The {what} '{value}' is not a sha256 checksum: give 64 hexadecimal digits.")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------- download
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
+
+
+def _fetch(url: str, destination: Path, label: str, expected_size: Optional[int], progress: ProgressCallback) -> int:
+    """Download `url` into `destination`, reporting stage "download" in bytes. Returns the size. UserError on failure."""
+    advice = "check the network connection, or give a mirror with --url, or import a zip downloaded elsewhere " \
+             "with `rootletseg models import`"
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "rootletseg"})
+        response = urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S)
+    except urllib.error.HTTPError as error:
+        raise UserError(f"Downloading {label} failed: {url} answered HTTP {error.code} {error.reason}; check the "
+                        "URL or give a mirror with --url, or import a zip downloaded elsewhere with "
+                        "`rootletseg models import`.") from None
+    except urllib.error.URLError as error:
+        reason = error.reason
+        reason = getattr(reason, "strerror", None) or str(reason)
+        raise UserError(f"Cannot download {label} from {url} ({reason}): {advice}.") from None
+    except ValueError as error:
+        raise UserError(f"Cannot download {label}: '{url}' is not a valid URL ({error}).") from None
+    except (socket.timeout, TimeoutError):
+        raise UserError(f"Cannot download {label} from {url} (no answer within {DOWNLOAD_TIMEOUT_S:.0f} s): "
+                        f"{advice}.") from None
+    except OSError as error:
+        raise UserError(f"Cannot download {label} from {url} ({error.strerror or error}): {advice}.") from None
+    with response:
+        length_header = response.headers.get("Content-Length")
+        announced = int(length_header) if length_header and length_header.isdigit() else None
+        total = announced or expected_size or 0
+        done = 0
+        progress(ProgressEvent("download", 0, total, f"{label}: {url}"))
+        try:
+            handle = open(destination, "wb")
+        except OSError as error:
+            raise UserError(f"Cannot write the download to '{destination.parent}' ({error.strerror}): "
+                            "set ROOTLETSEG_HOME to a writable folder.") from None
+        with handle:
+            while True:
+                try:
+                    chunk = response.read(CHUNK_BYTES)
+                except (socket.timeout, TimeoutError):
+                    raise UserError(f"The download of {label} from {url} stalled (no data for "
+                                    f"{DOWNLOAD_TIMEOUT_S:.0f} s after {_human_bytes(done)}): try again, or "
+                                    f"{advice}.") from None
+                except (OSError, http.client.HTTPException) as error:
+                    raise UserError(f"The download of {label} from {url} was interrupted after "
+                                    f"{_human_bytes(done)} ({type(error).__name__}): try again, or {advice}.") from None
+                if not chunk:
+                    break
+                try:
+                    handle.write(chunk)
+                except OSError as error:
+                    raise UserError(f"Cannot write the download to '{destination.parent}' ({error.strerror}): "
+                                    "free some disk space or set ROOTLETSEG_HOME to another folder.") from None
+                done += len(chunk)
+                progress(ProgressEvent("download", done, max(total, done), _human_bytes(done)))
+    if announced is not None and done != announced:
+        raise UserError(f"The download of {label} from {url} was cut short ({_human_bytes(done)} of "
+                        f"{_human_bytes(announced)}): try again, or {advice}.")
+    if done == 0:
+        raise UserError(f"The download of {label} from {url} is empty: check the URL, or {advice}.")
+    progress(ProgressEvent("download", done, done, f"{_human_bytes(done)}"))
+    return done
+
+
+# ----------------------------------------------------------------------------------------------- safe extraction
+
+
+def _member_parts(info: zipfile.ZipInfo, zip_label: str) -> Optional[Tuple[str, ...]]:
+    """Safe relative path parts of a zip entry; None to skip it (folders, macOS metadata). UserError if unsafe."""
+    name = info.filename
+    if "\x00" in name:
+        raise UserError(f"The zip {zip_label} has an entry with a NUL character in its name: refusing to extract it.")
+    unified = name.replace("\\", "/")
+    if unified.startswith("/") or re.match(r"^[A-Za-z]:", unified):
+        raise UserError(f"The zip {zip_label} has an entry with an absolute path ('{name}'): refusing to extract it.")
+    parts = tuple(part for part in PurePosixPath(unified).parts if part not in ("", "."))
+    if ".." in parts:
+        raise UserError(f"The zip {zip_label} has an entry that escapes its folder ('{name}'): refusing to extract it.")
+    mode = info.external_attr >> 16
+    if info.create_system == 3 and stat.S_ISLNK(mode):  # made on Unix, a symbolic link
+        raise UserError(f"The zip {zip_label} holds a symbolic link ('{name}'): refusing to extract it.")
+    if info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise UserError(f"The zip {zip_label} holds a special file ('{name}'): refusing to extract it.")
+    if not parts or parts[0] == "__MACOSX" or info.is_dir():
+        return None
+    return parts
+
+
+def _extract_zip(zip_path: Path, target: Path, zip_label: str, progress: ProgressCallback) -> None:
+    """Extract `zip_path` into the (empty, existing) folder `target`, refusing anything unsafe or corrupt."""
+    corrupt = f"The zip {zip_label} is corrupt or truncated"
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile:
+        raise UserError(f"{corrupt} (it is not a readable zip file): download it again.") from None
+    except OSError as error:
+        raise UserError(f"Cannot read the zip {zip_label} ({error.strerror or error}).") from None
+    with archive:
+        infos = archive.infolist()
+        plan = []
+        for info in infos:
+            parts = _member_parts(info, zip_label)
+            if parts is not None:
+                plan.append((info, parts))
+        if not plan:
+            raise UserError(f"The zip {zip_label} holds no files: it is not an nnU-Net v2 model.")
+        needed = sum(info.file_size for info, _ in plan)
+        free = shutil.disk_usage(target).free
+        if needed > free:
+            raise UserError(f"The zip {zip_label} needs {_human_bytes(needed)} once extracted but the model cache "
+                            f"has {_human_bytes(free)} free: free some space or set ROOTLETSEG_HOME elsewhere.")
+        progress(ProgressEvent("extract", 0, len(plan), zip_label))
+        for index, (info, parts) in enumerate(plan, 1):
+            destination = target.joinpath(*parts)
+            if destination.exists():
+                raise UserError(f"The zip {zip_label} holds '{info.filename}' twice: it is not a clean model zip.")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with archive.open(info) as source, open(destination, "wb") as handle:
+                    shutil.copyfileobj(source, handle, CHUNK_BYTES)
+            except (zipfile.BadZipFile, zlib.error, EOFError, ValueError):
+                raise UserError(f"{corrupt} (entry '{info.filename}' cannot be read back): "
+                                "download it again.") from None
+            except NotImplementedError:
+                raise UserError(f"The zip {zip_label} uses a compression method Python cannot read "
+                                f"('{info.filename}'): re-create it with standard deflate compression.") from None
+            except RuntimeError as error:  # encrypted entries
+                raise UserError(f"The zip {zip_label} cannot be extracted ('{info.filename}': {error}): "
+                                "give an unencrypted zip.") from None
+            progress(ProgressEvent("extract", index, len(plan), info.filename))
+
+
+def _validate(folder: Path, shown_as: str, metadata: Optional[dict] = None) -> ModelFolder:
+    """load_model_folder, with the staging path in messages replaced by what the user knows (`shown_as`)."""
+    try:
+        return load_model_folder(folder, metadata)
+    except UserError as error:
+        message = str(error).replace(str(folder), shown_as)
+        raise UserError(message) from None
+
+
+def _write_record(folder: Path, record: dict) -> None:
+    (folder / RECORD_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _read_record(folder: Path) -> Optional[dict]:
+    try:
+        record = json.loads((folder / RECORD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _resolve_warn(warn: Optional[Warn], progress: Optional[ProgressCallback]) -> Warn:
+    if warn is not None:
+        return warn
+    reporter_warning = getattr(progress, "warning", None)
+    if callable(reporter_warning):
+        return reporter_warning
+    return _log.warning
+
+
+def download_model(
+    name: str,
+    url: Optional[str] = None,
+    sha256: Optional[str] = None,
+    force: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    warn: Optional[Warn] = None,
+) -> ModelFolder:
+    """Download registry model `name` (or alias) into the cache and return it, validated.
+
+    `url` replaces the registry URL (a mirror); `sha256` is the expected checksum of the zip when the registry has
+    none. Already installed and not `force`: returns the installed copy without any network access. Progress:
+    stage "download" (bytes), then "extract" (files). With no known checksum, `warn` (else `progress.warning`) gets
+    the sha256 of what was downloaded. Any failure (UserError) or Ctrl-C leaves the cache exactly as before.
+    """
+    progress = progress or no_progress
+    warn = _resolve_warn(warn, progress)
+    spec = _spec_or_error(name)
+    if spec.embedded:
+        raise UserError(f"The '{spec.name}' model is embedded in RootletSeg and is never downloaded: "
+                        f"use it as '{spec.name}'.")
+    given = _normalise_sha256(sha256, "checksum given")
+    if spec.sha256 and given and given != spec.sha256.lower():
+        raise UserError(f"The checksum given ({given}) differs from the published checksum of '{spec.name}' "
+                        f"({spec.sha256}): leave --sha256 out or correct it.")
+    expected = given or (spec.sha256.lower() if spec.sha256 else None)
+    target = installed_path(spec.name)
+    if not force and (target / RECORD_NAME).is_file():
+        return _load_installed(spec)
+    source_url = url or spec.url
+    label = f"model '{spec.name}'"
+    with _Staging() as staging:
+        zip_path = staging.path / "download.zip"
+        size = _fetch(source_url, zip_path, label, spec.size_bytes, progress)
+        actual = sha256_file(zip_path)
+        if expected and actual != expected:
+            raise UserError(f"The file downloaded for {label} from {source_url} has sha256 {actual}, not the "
+                            f"expected {expected}: it is corrupt or not the published model; nothing was installed.")
+        extracted = staging.path / "model"
+        extracted.mkdir()
+        shown = PurePosixPath(urllib.parse.urlparse(source_url).path).name or "model.zip"
+        _extract_zip(zip_path, extracted, f"'{shown}' downloaded for {label}", progress)
+        _validate(extracted, shown)
+        record = {
+            "name": spec.name,
+            "title": spec.title,
+            "release": spec.release,
+            "url": source_url,
+            "registry_url": spec.url,
+            "sha256": actual,
+            "weights_sha256": actual,
+            "sha256_verified": bool(expected),
+            "size_bytes": size,
+            "date": _now(),
+            "source": "registry",
+        }
+        _write_record(extracted, record)
+        # Without force, a folder lacking its record (damaged) is replaced; one installed by another process
+        # meanwhile (record present) is kept and ours dropped.
+        _move_into_place(extracted, target, force or not (target / RECORD_NAME).is_file())
+        staging.committed = True
+    if not expected:
+        warn(f"Model '{spec.name}' has no published checksum; sha256 of what was downloaded: {actual} "
+             f"({size} bytes), recorded in {target / RECORD_NAME}.")
+    return _load_installed(spec)
+
+
+def _metadata(
+    name: str, title: str, release: Optional[str], url: Optional[str], weights_hash: Optional[str],
+    source: str, labels: Dict[int, str], trusted: bool, **extra,
+) -> dict:
+    meta = {
+        "name": name, "title": title, "release": release, "url": url, "weights_sha256": weights_hash,
+        "source": source, "labels": dict(labels), "trusted": trusted,
+    }
+    meta.update(extra)
+    return meta
+
+
+def _labels_from_dataset(model: ModelFolder) -> Dict[int, str]:
+    """dataset.json labels as {value: level name}: values 2..9 get C2..T1, others keep the dataset's name."""
+    labels = {}
+    for label_name, value in model.labels.items():
+        if isinstance(value, (list, tuple)):  # region-based labels: not a plain value
+            continue
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            continue
+        if value != 0:
+            labels[value] = SPINAL_LEVEL_NAMES.get(value, str(label_name))
+    return dict(sorted(labels.items()))
+
+
+def _load_installed(spec: ModelSpec) -> ModelFolder:
+    folder = installed_path(spec.name)
+    record = _read_record(folder) or {}
+    if spec.sha256 and record.get("sha256") and record["sha256"] != spec.sha256.lower():
+        raise UserError(f"The installed model '{spec.name}' (sha256 {record['sha256']}) is not the published "
+                        f"release (sha256 {spec.sha256}): run `rootletseg models download {spec.name} --force`.")
+    try:
+        model = load_model_folder(folder)
+    except UserError as error:
+        raise UserError(f"The installed model '{spec.name}' in '{folder}' is damaged ({str(error).rstrip('.')}): "
+                        f"run `rootletseg models download {spec.name} --force`.") from None
+    model.metadata = _metadata(
+        spec.name, spec.title, spec.release, record.get("url", spec.url), record.get("sha256"), "registry",
+        spec.labels, True, path=str(folder), installed=record.get("date"),
+    )
+    return model
+
+
+def _load_embedded(spec: ModelSpec) -> ModelFolder:
+    folder = spec.embedded_path
+    if not folder.is_dir():
+        raise UserError(f"The {spec.name} model is not present in this installation (expected at '{folder}'): "
+                        "reinstall RootletSeg, or train it with scripts/train_demo_model.py.")
+    model = load_model_folder(folder)
+    model.metadata = _metadata(
+        spec.name, spec.title, spec.release, None, weights_sha256(model), "embedded", spec.labels, True,
+        path=str(folder),
+    )
+    return model
+
+
+# ------------------------------------------------------------------------------------------------------- import
+
+
+def _safe_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip(".-")
+    return name[:80] or "model"
+
+
+def _default_import_name(path: Path) -> str:
+    base = path.name[:-4] if path.name.lower().endswith(".zip") else path.name
+    return _safe_name(base)
+
+
+def _copy_model_folder(model: ModelFolder, destination: Path, progress: ProgressCallback) -> None:
+    """Copy what inference needs: the trainer folder's JSON files and each used fold's checkpoint."""
+    trainer = destination / model.trainer_dir.name
+    trainer.mkdir(parents=True)
+    files = [p for p in model.trainer_dir.iterdir() if p.is_file() and p.suffix == ".json"]
+    files += list(model.checkpoints.values())
+    progress(ProgressEvent("copy", 0, len(files), str(model.trainer_dir)))
+    for index, source in enumerate(files, 1):
+        relative = source.relative_to(model.trainer_dir)
+        (trainer / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, trainer / relative)
+        progress(ProgressEvent("copy", index, len(files), str(relative)))
+
+
+def import_model(
+    zip_or_dir: Union[str, Path],
+    name: Optional[str] = None,
+    force: bool = False,
+    progress: Optional[ProgressCallback] = None,
+) -> ModelFolder:
+    """Install a local model zip or folder into `<cache>/models/imported/<name>` (name defaults from the file name).
+
+    A zip is extracted safely (as for downloads); a folder is validated and its JSON files and checkpoints copied.
+    The model is then usable by `name` in `resolve_model`. It is not trusted (see TRUST_WARNING).
+    """
+    progress = progress or no_progress
+    source = Path(zip_or_dir).expanduser()
+    if not source.exists():
+        raise UserError(f"'{source}' does not exist: give a model zip or an nnU-Net v2 model folder.")
+    name = _safe_name(name) if name else _default_import_name(source)
+    if lookup(name) is not None:
+        raise UserError(f"'{name}' is a registry model name: choose another name with --name.")
+    target = _imported_root() / name
+    if target.exists() and not force:
+        raise UserError(f"A model named '{name}' is already imported ('{target}'): use --force to replace it, "
+                        "or --name to choose another name.")
+    with _Staging() as staging:
+        content = staging.path / "model"
+        content.mkdir()
+        if source.is_dir():
+            model = load_model_folder(source)
+            _copy_model_folder(model, content, progress)
+            zip_hash, size = None, None
+            weights_hash = weights_sha256(load_model_folder(content))
+        else:
+            label = f"'{source.name}'"
+            zip_hash, size = sha256_file(source), source.stat().st_size
+            _extract_zip(source, content, label, progress)
+            _validate(content, source.name)
+            weights_hash = zip_hash
+        _write_record(content, {
+            "name": name, "title": name, "release": None, "url": None, "sha256": zip_hash,
+            "weights_sha256": weights_hash, "size_bytes": size, "date": _now(), "source": "import",
+            "origin": str(source.resolve()),
+        })
+        if not _move_into_place(content, target, force):
+            raise UserError(f"A model named '{name}' was imported by another process meanwhile: use --force to "
+                            "replace it.")
+        staging.committed = True
+    return _load_imported(name, warn=None)
+
+
+def _load_imported(name: str, warn: Optional[Warn]) -> ModelFolder:
+    folder = _imported_root() / name
+    record = _read_record(folder) or {}
+    model = load_model_folder(folder)
+    model.metadata = _metadata(
+        name, record.get("title") or name, record.get("release"), record.get("url"),
+        record.get("weights_sha256") or weights_sha256(model), "local", _labels_from_dataset(model), False,
+        path=str(folder), origin=record.get("origin"),
+    )
+    if warn is not None:
+        warn(TRUST_WARNING.format(what=f"Model '{name}' (imported from {record.get('origin', folder)})"))
+    return model
+
+
+def imported_names() -> List[str]:
+    root = _imported_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / RECORD_NAME).is_file())
+
+
+# ------------------------------------------------------------------------------------------------------ resolve
+
+
+def _load_local_zip(path: Path, progress: ProgressCallback) -> Tuple[ModelFolder, str]:
+    zip_hash = sha256_file(path)
+    target = _local_root() / zip_hash[:16]
+    if not (target / RECORD_NAME).is_file():
+        with _Staging() as staging:
+            content = staging.path / "model"
+            content.mkdir()
+            _extract_zip(path, content, f"'{path.name}'", progress)
+            _validate(content, path.name)
+            _write_record(content, {
+                "name": _default_import_name(path), "release": None, "url": None, "sha256": zip_hash,
+                "weights_sha256": zip_hash, "size_bytes": path.stat().st_size, "date": _now(), "source": "local",
+                "origin": str(path.resolve()),
+            })
+            _move_into_place(content, target, force=False)  # False: another process extracted it meanwhile
+            staging.committed = True
+    return load_model_folder(target), zip_hash
+
+
+def resolve_model(
+    name_or_path: Union[str, Path],
+    progress: Optional[ProgressCallback] = None,
+    download: bool = True,
+    warn: Optional[Warn] = None,
+) -> ModelFolder:
+    """The model to run, validated, with `metadata` filled in.
+
+    Order: a registry name or alias (installed copy, downloaded when missing and `download`; `demo` is the embedded
+    folder), an imported model name, else an existing folder or zip path (a zip is extracted once into the cache,
+    keyed by its sha256). Paths containing a separator or ending in .zip are always taken as paths.
+    Local and imported models are not trusted: `warn` (else `progress.warning`, else the log) gets TRUST_WARNING.
+    """
+    progress = progress or no_progress
+    warn = _resolve_warn(warn, progress)
+    text = str(name_or_path)
+    looks_like_path = isinstance(name_or_path, Path) or "/" in text or os.sep in text or text.lower().endswith(".zip")
+    if not looks_like_path:
+        spec = lookup(text)
+        if spec is not None:
+            if spec.embedded:
+                return _load_embedded(spec)
+            if (installed_path(spec.name) / RECORD_NAME).is_file():
+                return _load_installed(spec)
+            if not download:
+                raise UserError(f"The model '{spec.name}' is not installed: run `rootletseg models download "
+                                f"{spec.name}` (or allow downloads).")
+            return download_model(spec.name, progress=progress, warn=warn)
+        if text in imported_names():
+            return _load_imported(text, warn)
+    path = Path(text).expanduser()
+    if not path.exists():
+        if looks_like_path:
+            raise UserError(f"The model path '{path}' does not exist: give an nnU-Net v2 model folder or zip.")
+        raise _unknown_name_error(text)
+    if path.is_dir():
+        model = load_model_folder(path)
+        weights_hash = weights_sha256(model)
+        display = path.resolve().name
+    else:
+        model, weights_hash = _load_local_zip(path, progress)
+        display = _default_import_name(path)
+    model.metadata = _metadata(
+        display, display, None, None, weights_hash, "local", _labels_from_dataset(model), False,
+        path=str(model.trainer_dir), origin=str(path.resolve()),
+    )
+    warn(TRUST_WARNING.format(what=f"The model '{path}'"))
+    return model
+
+
+# ---------------------------------------------------------------------------------------------- listing / info
+
+
+def _registry_state(spec: ModelSpec) -> Tuple[str, Optional[Path], Optional[dict]]:
+    """('embedded' | 'missing' | 'yes' | 'no', path, record)."""
+    if spec.embedded:
+        present = spec.embedded_path.is_dir()
+        return ("embedded" if present else "missing"), spec.embedded_path, None
+    folder = installed_path(spec.name)
+    record = _read_record(folder)
+    return ("yes" if record is not None else "no"), folder, record
+
+
+def list_models() -> List[dict]:
+    """Registry models then imported ones: name, aliases, title, release, labels, installed, path, url, sha256..."""
+    rows = []
+    for spec in REGISTRY.values():
+        state, folder, record = _registry_state(spec)
+        rows.append({
+            "name": spec.name, "aliases": list(spec.aliases), "title": spec.title, "release": spec.release,
+            "labels": spec.labels_summary, "installed": state in ("yes", "embedded"), "state": state,
+            "path": str(folder) if state in ("yes", "embedded") else None, "url": spec.url,
+            "sha256": (record or {}).get("sha256") or spec.sha256, "size_bytes": (record or {}).get("size_bytes")
+            or spec.size_bytes, "source": "embedded" if spec.embedded else "registry", "trusted": True,
+        })
+    for name in imported_names():
+        folder = _imported_root() / name
+        record = _read_record(folder) or {}
+        rows.append({
+            "name": name, "aliases": [], "title": record.get("title") or name, "release": record.get("release"),
+            "labels": "", "installed": True, "state": "imported", "path": str(folder), "url": record.get("origin"),
+            "sha256": record.get("sha256"), "size_bytes": record.get("size_bytes"), "source": "local",
+            "trusted": False,
+        })
+    return rows
+
+
+def model_info(name: str) -> dict:
+    """Everything known about a registry or imported model; adds folds/trainer/labels when it is available."""
+    spec = lookup(name)
+    if spec is not None:
+        state, folder, record = _registry_state(spec)
+        info = {
+            "name": spec.name, "aliases": list(spec.aliases), "title": spec.title, "release": spec.release,
+            "url": spec.url, "published_sha256": spec.sha256, "size_bytes": spec.size_bytes,
+            "labels": {str(k): v for k, v in spec.labels.items()}, "contrasts": list(spec.contrasts),
+            "description": spec.description, "source": "embedded" if spec.embedded else "registry",
+            "trusted": True, "installed": state in ("yes", "embedded"), "state": state, "path": str(folder),
+            "record": record,
+        }
+        loader = (lambda: _load_embedded(spec)) if spec.embedded else (lambda: _load_installed(spec))
+    elif name in imported_names():
+        folder = _imported_root() / name
+        info = {"name": name, "source": "local", "trusted": False, "installed": True, "state": "imported",
+                "path": str(folder), "record": _read_record(folder)}
+        loader = lambda: _load_imported(name, warn=None)  # noqa: E731
+    else:
+        raise _unknown_name_error(name)
+    if info["installed"]:
+        try:
+            model = loader()
+        except UserError as error:
+            info["problem"] = str(error)
+        else:
+            info.update({
+                "trainer": model.trainer_name, "trainer_dir": str(model.trainer_dir),
+                "folds": [str(f) for f in model.folds], "dataset_labels": model.labels,
+                "weights_sha256": model.metadata.get("weights_sha256"),
+            })
+            if spec is None:
+                info["labels"] = {str(k): v for k, v in model.metadata["labels"].items()}
+    return info
