@@ -1,0 +1,427 @@
+"""Rootlet segmentation with nnU-Net v2, in process, with SCT's settings and exact orientation handling.
+
+What happens to an image (`segment_image`):
+1. It is permuted/flipped (no resampling) to the model's orientation: dataset.json["image_orientation"] (SCT "from"
+   letters) when the model declares one, else SCT "LPI", i.e. "RAS" in this project's "to" letters. Oblique
+   directions use the closest axis-aligned permutation, as SCT does.
+2. Its voxels go to nnU-Net as a NumPy array in SimpleITK order (z, y, x) with the spacing reversed (mm), exactly as
+   nnU-Net's own SimpleITK reader would hand them over. nnU-Net crops, normalises and resamples from plans.json;
+   nothing is added here.
+3. nnU-Net predicts with SCT's settings: sliding window with tile step 0.5, gaussian weighting, no mirroring unless
+   test-time augmentation is asked for, an ensemble of every fold present, no postprocessing.
+4. The label map (uint8; value = spinal level, 2 = C2 ... 9 = T1, 0 = background) is moved back onto the input grid:
+   same size, spacing, origin and direction, bit for bit.
+
+nnU-Net is driven without its trainer-class lookup (which imports timm and torchvision): the network is built from
+plans.json with `get_network_from_plans` and each fold's `network_weights` are loaded from its checkpoint. A trainer
+whose network differs from what its plans.json describes is therefore not supported (loading its weights fails with
+a clear message).
+
+Anything nnU-Net prints goes to stderr, so that stdout can carry JSON progress lines only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import __version__, imageio
+from .errors import UserError
+from .model_folder import Fold, ModelFolder
+from .progress import ProgressCallback, ProgressEvent, no_progress
+
+DEFAULT_MODEL = "rootletseg"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_STEP = 0.5
+DEFAULT_ORIENTATION_SCT = "LPI"  # SCT's default ("from" letters) == "RAS" here
+OUTPUT_SUFFIX = "_rootlets"
+WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+WarnCallback = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------------- small helpers
+@contextlib.contextmanager
+def _prints_to_stderr():
+    """Send every print of third-party code to stderr while inside; yields the real stdout."""
+    real_stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        yield real_stdout
+
+
+def _with_real_stdout(progress: ProgressCallback, real_stdout) -> ProgressCallback:
+    """A callback that runs `progress` with the real stdout (JSON progress lines must still reach it)."""
+
+    def emit(event: ProgressEvent) -> None:
+        with contextlib.redirect_stdout(real_stdout):
+            progress(event)
+
+    return emit
+
+
+def _package_version(name: str) -> Optional[str]:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # not installed as a distribution
+        return None
+
+
+def model_orientation(model: ModelFolder) -> str:
+    """The orientation ("to" letters) the model's input is given in: dataset.json["image_orientation"] (SCT
+    letters) when present, else SCT "LPI" == "RAS"."""
+    return imageio.sct_to_axcodes(model.image_orientation_sct or DEFAULT_ORIENTATION_SCT)
+
+
+def check_step(step: float) -> float:
+    step = float(step)
+    if not 0.0 < step <= 1.0:
+        raise UserError(f"The tile step {step:g} is not valid: give a fraction of the patch size in (0, 1], e.g. 0.5.")
+    return step
+
+
+def resolve_device(device: str = "auto"):
+    """`torch.device` for "auto" (cuda, else mps, else cpu), "cpu", "cuda" or "mps"; UserError when unavailable."""
+    import torch
+
+    name = (device or "auto").lower()
+    if name not in DEVICES:
+        raise UserError(f"The device '{device}' is not known: use one of {', '.join(DEVICES)}.")
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if cuda else "mps" if mps else "cpu"
+    elif name == "cuda" and not cuda:
+        raise UserError("No CUDA GPU is usable by this PyTorch installation: use --device cpu (or auto).")
+    elif name == "mps" and not mps:
+        raise UserError("The Apple MPS device is not available here: use --device cpu (or auto).")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------------------- nnU-Net predictor
+_PREDICTOR_CLASS = None
+
+
+def _predictor_class():
+    """nnUNetPredictor subclass that reports each sliding-window tile (x folds) as a "predict" ProgressEvent."""
+    global _PREDICTOR_CLASS
+    if _PREDICTOR_CLASS is not None:
+        return _PREDICTOR_CLASS
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    class ProgressPredictor(nnUNetPredictor):
+        progress: ProgressCallback = staticmethod(no_progress)
+        _fold_index = -1
+        _tiles_per_fold = 0
+        _done = 0
+
+        def predict_logits_from_preprocessed_data(self, data):
+            self._fold_index = -1
+            self.progress(ProgressEvent("preprocess", 1, 1, f"network input {tuple(data.shape[1:])} voxels"))
+            return super().predict_logits_from_preprocessed_data(data)
+
+        def predict_sliding_window_return_logits(self, input_image):
+            self._fold_index += 1  # one call per fold of the ensemble
+            return super().predict_sliding_window_return_logits(input_image)
+
+        def _internal_get_sliding_window_slicers(self, image_size):
+            slicers = super()._internal_get_sliding_window_slicers(image_size)
+            self._tiles_per_fold = len(slicers)
+            self._done = max(self._fold_index, 0) * len(slicers)
+            if self._fold_index <= 0:
+                self._report()  # 0 of N once; later folds continue the count
+            return slicers
+
+        def _internal_maybe_mirror_and_predict(self, x):
+            prediction = super()._internal_maybe_mirror_and_predict(x)
+            self._done += 1
+            self._report()
+            return prediction
+
+        def _report(self):
+            folds = max(len(self.list_of_parameters or ()), 1)
+            total = self._tiles_per_fold * folds
+            tile = self._done - max(self._fold_index, 0) * self._tiles_per_fold
+            message = f"tile {tile}/{self._tiles_per_fold}" + (
+                f", fold {self._fold_index + 1}/{folds}" if folds > 1 else "")
+            self.progress(ProgressEvent("predict", min(self._done, total), total, message))
+
+    _PREDICTOR_CLASS = ProgressPredictor
+    return _PREDICTOR_CLASS
+
+
+class Segmenter:
+    """A loaded model ready to segment images (load once, segment many).
+
+    `model`: a validated ModelFolder (its `checkpoints` are the ensemble). `device`: "auto", "cpu", "cuda", "mps".
+    `tta`: mirroring test-time augmentation (off by default, as SCT). `step`: sliding-window tile step as a fraction
+    of the patch size (0.5, as SCT).
+    """
+
+    def __init__(self, model: ModelFolder, device: str = "auto", tta: bool = False, step: float = DEFAULT_STEP,
+                 progress: Optional[ProgressCallback] = None):
+        progress = progress or no_progress
+        self.model = model
+        self.step = check_step(step)
+        self.tta = bool(tta)
+        self.requested_device = device
+        self.device = resolve_device(device)
+        self.orientation = model_orientation(model)
+        with _prints_to_stderr() as real_stdout:
+            self._load(_with_real_stdout(progress, real_stdout))
+
+    def _load(self, progress: ProgressCallback) -> None:
+        import torch
+        from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        model = self.model
+        if self.device.type == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+        folds = list(model.checkpoints.items())
+        progress(ProgressEvent("load", 0, len(folds), "building the network"))
+        try:
+            plans_manager = PlansManager(model.plans_json)
+            configuration = plans_manager.get_configuration(model.configuration)
+            label_manager = plans_manager.get_label_manager(model.dataset_json)
+            num_inputs = determine_num_input_channels(plans_manager, configuration, model.dataset_json)
+        except (KeyError, TypeError, ValueError, AssertionError) as error:
+            raise UserError(f"The model's plans.json/dataset.json in '{model.trainer_dir}' cannot be used by nnU-Net "
+                            f"({type(error).__name__}: {error}): the model folder is damaged or not nnU-Net v2.") from None
+        if num_inputs != 1:
+            raise UserError(f"The model in '{model.trainer_dir}' expects {num_inputs} input images per case: "
+                            "RootletSeg runs single-image models only.")
+        num_outputs = label_manager.num_segmentation_heads
+        network = get_network_from_plans(
+            configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
+            configuration.network_arch_init_kwargs_req_import, num_inputs, num_outputs,
+            allow_init=False, deep_supervision=False)
+        parameters: List[dict] = []
+        mirror_axes = (0, 1, 2)
+        trainer_name = model.trainer_name
+        for index, (fold, path) in enumerate(folds):
+            try:
+                checkpoint = torch.load(path, map_location=torch.device("cpu"), weights_only=False)
+            except Exception as error:
+                raise UserError(f"The checkpoint '{path}' could not be read ({type(error).__name__}): "
+                                "the file is damaged; download or copy the model again.") from None
+            if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
+                raise UserError(f"The checkpoint '{path}' holds no 'network_weights': it is not an nnU-Net v2 checkpoint.")
+            if index == 0:
+                trainer_name = checkpoint.get("trainer_name", trainer_name)
+                if "inference_allowed_mirroring_axes" in checkpoint:
+                    mirror_axes = checkpoint["inference_allowed_mirroring_axes"]
+            try:
+                network.load_state_dict(checkpoint["network_weights"])
+            except RuntimeError:
+                raise UserError(f"The weights in '{path}' do not fit the network that plans.json describes "
+                                f"(trainer {trainer_name}): the model folder is inconsistent or uses a custom network.") from None
+            parameters.append(checkpoint["network_weights"])
+            progress(ProgressEvent("load", index + 1, len(folds), f"fold {fold}"))
+        network.load_state_dict(parameters[0])
+        self.mirror_axes = tuple(int(a) for a in mirror_axes) if (self.tta and mirror_axes is not None) else None
+        predictor = _predictor_class()(
+            tile_step_size=self.step, use_gaussian=True, use_mirroring=self.tta,
+            perform_everything_on_device=self.device.type == "cuda", device=self.device,
+            verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+        predictor.manual_initialization(network, plans_manager, configuration, parameters, model.dataset_json,
+                                        trainer_name, mirror_axes)
+        self.predictor = predictor
+        self.label_dtype = np.uint8 if max(label_manager.all_labels) < 256 else np.uint16
+
+    @property
+    def settings(self) -> dict:
+        """What was run, for the sidecar: device, tta, step and the fixed SCT settings."""
+        return {
+            "device": self.device.type,
+            "device_requested": self.requested_device,
+            "tta": self.tta,
+            "mirror_axes": list(self.mirror_axes) if self.mirror_axes else None,
+            "step": self.step,
+            "gaussian": True,
+            "postprocessing": None,
+            "folds": [str(f) for f in self.model.folds],
+        }
+
+    def segment(self, image: sitk.Image, progress: Optional[ProgressCallback] = None,
+                finish_export: bool = True) -> sitk.Image:
+        """The rootlet label map of `image` on exactly its grid (see the module docstring)."""
+        progress = progress or no_progress
+        if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+            raise UserError(f"The image has {image.GetDimension()} dimensions and "
+                            f"{image.GetNumberOfComponentsPerPixel()} values per voxel: a 3D scalar volume is needed.")
+        reorientation = imageio.Reorientation(image, self.orientation)
+        oriented = reorientation.apply(image)
+        array = sitk.GetArrayFromImage(oriented).astype(np.float32)[None]  # (c=1, z, y, x), as SimpleITKIO
+        if not np.isfinite(array).all():
+            raise UserError("The image contains NaN or infinite voxels: fix or mask them first.")
+        spacing_zyx = [float(s) for s in oriented.GetSpacing()[::-1]]
+        with _prints_to_stderr() as real_stdout:
+            emit = _with_real_stdout(progress, real_stdout)
+            emit(ProgressEvent("preprocess", 0, 1, f"image {tuple(array.shape[1:])} in {self.orientation}"))
+            self.predictor.progress = emit
+            try:
+                labels_zyx = self.predictor.predict_single_npy_array(array, {"spacing": spacing_zyx})
+            finally:
+                self.predictor.progress = no_progress
+            emit(ProgressEvent("export", 0, 1, "label map back onto the input grid"))
+        labels = sitk.GetImageFromArray(np.ascontiguousarray(labels_zyx, dtype=self.label_dtype))
+        labels.CopyInformation(oriented)
+        labels = reorientation.restore(labels)  # exact input grid (CopyInformation of the input)
+        if finish_export:
+            progress(ProgressEvent("export", 1, 1, "done"))
+        return labels
+
+
+def segment_image(image: sitk.Image, model: ModelFolder, device: str = "auto", tta: bool = False,
+                  step: float = DEFAULT_STEP, progress: Optional[ProgressCallback] = None) -> sitk.Image:
+    """Rootlet label map (uint8, value = spinal level) of a 3D image, on exactly the input grid.
+
+    `image` may have any orientation, oblique included; `model` is a validated ModelFolder (all of its folds are
+    ensembled; restrict with `model.select_folds`). Stages reported: load, preprocess, predict (one event per
+    sliding-window tile per fold), export.
+    """
+    return Segmenter(model, device, tta, step, progress).segment(image, progress)
+
+
+# ------------------------------------------------------------------------------------------------ model lookup
+def resolve_model(name_or_path: Union[str, os.PathLike, ModelFolder], progress: Optional[ProgressCallback] = None,
+                  warn: Optional[WarnCallback] = None) -> ModelFolder:
+    """A ModelFolder from a registry name (`rootletseg`, `m5`, `demo`), a model folder or a zip, via the registry
+    (`RootletSegLogic.models.resolve_model`: download when missing, verify, cache); a ModelFolder is returned as is."""
+    if isinstance(name_or_path, ModelFolder):
+        return name_or_path
+    from . import models
+
+    return models.resolve_model(name_or_path, progress=progress, download=True, warn=warn)
+
+
+# ------------------------------------------------------------------------------------------------------ files
+def default_output_path(input_path: Union[str, os.PathLike]) -> Path:
+    """`<stem>_rootlets.nii.gz` beside the input (stem without image suffix and without `_0000`)."""
+    input_path = Path(input_path)
+    return input_path.parent / f"{imageio.image_stem(input_path)}{OUTPUT_SUFFIX}.nii.gz"
+
+
+def sidecar_path_for(output_path: Union[str, os.PathLike]) -> Path:
+    """The JSON sidecar of a label map: same folder, same stem, `.json`."""
+    output_path = Path(output_path)
+    return output_path.parent / f"{imageio.image_stem(output_path)}.json"
+
+
+def _check_output_path(output_path: Path) -> None:
+    if not output_path.name.lower().endswith(WRITABLE_SUFFIXES):
+        raise UserError(f"The output '{output_path.name}' has no supported image suffix: "
+                        f"end it with {', '.join(WRITABLE_SUFFIXES)}.")
+
+
+def _check_outputs_free(paths: Sequence[Path], overwrite: bool) -> None:
+    for path in paths:
+        if path.exists() and not overwrite:
+            raise UserError(f"The output '{path}' already exists: choose another name or pass --overwrite.")
+        if path.is_dir():
+            raise UserError(f"The output '{path}' is a folder: give a file name.")
+        if not path.parent.is_dir():
+            raise UserError(f"The output folder '{path.parent}' does not exist: create it first.")
+
+
+def _checkpoint_record(model: ModelFolder) -> Dict[str, dict]:
+    record = {}
+    for fold, path in model.checkpoints.items():
+        record[str(fold)] = {"file": str(Path(path).relative_to(model.trainer_dir)), "sha256": imageio.file_sha256(path)}
+    return record
+
+
+def build_sidecar(input_path: Path, output_path: Path, image: sitk.Image, model: ModelFolder,
+                  segmenter: Segmenter, labels: sitk.Image) -> dict:
+    """The provenance record written beside the label map."""
+    import torch
+
+    meta = dict(model.metadata)
+    present = sorted(int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels)) if v != 0)
+    return {
+        "description": "Spinal nerve rootlet segmentation (RootletSeg, nnU-Net v2); label value = spinal level "
+                       "(2 = C2 ... 8 = C8, 9 = T1), 0 = background.",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "input": {
+            "path": str(input_path.absolute()),
+            "sha256": imageio.file_sha256(input_path),
+            "size": list(image.GetSize()),
+            "spacing_mm": list(image.GetSpacing()),
+            "orientation": imageio.axcodes_of(image),
+        },
+        "output": {"path": str(output_path.absolute()), "labels_present": present},
+        "model": {
+            "name": meta.get("name"),
+            "title": meta.get("title"),
+            "release": meta.get("release"),
+            "url": meta.get("url"),
+            "weights_sha256": meta.get("weights_sha256"),  # registry: the release zip's; else over the checkpoints
+            "source": meta.get("source"),
+            "trusted": meta.get("trusted"),
+            "folder": str(model.trainer_dir),
+            "trainer": model.trainer_name,
+            "configuration": model.configuration,
+            "folds": [str(f) for f in model.folds],
+            "checkpoints": _checkpoint_record(model),
+            "labels": model.labels,
+        },
+        "settings": segmenter.settings,
+        "orientation": {
+            "model_image_orientation_sct": model.image_orientation_sct,
+            "used": segmenter.orientation,
+            "used_sct": imageio.axcodes_to_sct(segmenter.orientation),
+            "input": imageio.axcodes_of(image),
+        },
+        "software": {
+            "rootletseg": __version__,
+            "nnunetv2": _package_version("nnunetv2"),
+            "torch": torch.__version__,
+            "SimpleITK": sitk.Version_VersionString(),
+            "python": platform.python_version(),
+        },
+    }
+
+
+def segment_file(input_path: Union[str, os.PathLike], output_path: Union[str, os.PathLike, None] = None,
+                 model: Union[str, os.PathLike, ModelFolder] = DEFAULT_MODEL, device: str = "auto", tta: bool = False,
+                 step: float = DEFAULT_STEP, folds: Optional[Sequence[Fold]] = None, overwrite: bool = False,
+                 progress: Optional[ProgressCallback] = None, warn: Optional[WarnCallback] = None) -> Dict[str, str]:
+    """Segment an image file; write the label map and its JSON sidecar all-or-nothing.
+
+    Output: `output_path`, default `<stem>_rootlets.nii.gz` beside the input, and `<output stem>.json` beside it.
+    Existing outputs are an error unless `overwrite` (checked before the model is loaded). `model` is a registry
+    name, a folder/zip path or a ModelFolder; `folds` None = every fold present. Returns the absolute output paths:
+    {"segmentation": ..., "sidecar": ...}.
+    """
+    progress = progress or no_progress
+    input_path = Path(input_path)
+    image = imageio.read_image(input_path)
+    output_path = Path(output_path) if output_path is not None else default_output_path(input_path)
+    _check_output_path(output_path)
+    sidecar_path = sidecar_path_for(output_path)
+    if output_path.absolute() == input_path.absolute() or sidecar_path.absolute() == input_path.absolute():
+        raise UserError(f"The output '{output_path}' would replace the input image: choose another output name.")
+    _check_outputs_free([output_path, sidecar_path], overwrite)
+    check_step(step)
+    resolve_device(device)  # an unavailable device fails before any download or loading
+    model_folder = resolve_model(model, progress=progress, warn=warn).select_folds(folds)
+    segmenter = Segmenter(model_folder, device, tta, step, progress)
+    labels = segmenter.segment(image, progress, finish_export=False)
+    sidecar = build_sidecar(input_path, output_path, image, model_folder, segmenter, labels)
+    with imageio.atomic_outputs([output_path, sidecar_path], overwrite) as (tmp_labels, tmp_sidecar):
+        sitk.WriteImage(labels, str(tmp_labels), True)
+        Path(tmp_sidecar).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+    progress(ProgressEvent("export", 1, 1, f"wrote {output_path.name}"))
+    return {"segmentation": str(output_path.absolute()), "sidecar": str(sidecar_path.absolute())}
