@@ -3,8 +3,9 @@
 Units and frames: every position is in mm. `*_S_mm` is the world RAS S (superior) coordinate. `*_ras` points are
 world RAS (Slicer), `*_lps` world LPS (ITK/DICOM). `*_pmj_mm` is the arc length along the cord centerline
 measured downward from the pontomedullary junction (PMJ): larger = more caudal. Without a PMJ, `distance_reference`
-is "S-axis" and `distance_*_mm` fields are `top_S - S` (mm below the reference S plane), never negative-signed
-heights.
+is "S-axis", the `*_pmj_mm` fields are None and the `*_distance_mm` fields are `reference_S_mm - S` (mm below the
+reference S plane: the most superior of the cord top, the rostral bounds and the discs), so never negative.
+`*_distance_mm` always holds the distance in the result's reference (equal to `*_pmj_mm` when there is a PMJ).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class LevelRow:
     midpoint_ras: Optional[Point3] = None
     n_voxels: int = 0  # spinal: rootlet voxels used; vertebral: 0
     method: str = "paper"  # spinal: "paper" | "gapless" | "rootlets-only"; vertebral: "discs"
+    rostral_distance_mm: Optional[float] = None  # distance in LevelResult.distance_reference (PMJ arc or S axis)
+    caudal_distance_mm: Optional[float] = None
+    midpoint_distance_mm: Optional[float] = None
 
 
 @dataclass
@@ -96,8 +100,9 @@ class Pairing:
 class Centerline:
     """Cord centerline, one point per axial slice that holds cord, ordered rostral to caudal.
 
-    points_ras: (N, 3) RAS mm; distance_mm: (N,) arc length from the PMJ (or, without a PMJ, from the top
-    point of the centerline) in mm, increasing caudally.
+    points_ras: (N, 3) RAS mm; distance_mm: (N,) in the result's distance reference: arc length from the PMJ
+    (the PMJ is the first point when it lies above the cord), or without a PMJ `reference_S_mm - S`; mm,
+    increasing caudally.
     """
 
     points_ras: list
@@ -117,6 +122,7 @@ class LevelResult:
     centerline: Optional[Centerline] = None
     warnings: List[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # input sha256s, model, software version, method
+    reference_S_mm: Optional[float] = None  # S of the reference plane for "S-axis" distances (None with a PMJ)
 
     def spinal(self) -> List[LevelRow]:
         return [row for row in self.rows if row.level_type == "spinal"]

@@ -1,0 +1,578 @@
+"""Spinal levels from rootlets, vertebral levels from discs, and their correspondence, in mm (world RAS).
+
+Physical space is the truth: every position is computed from voxel centres in world coordinates, so the same data
+stored in any orientation (axis-aligned or oblique) gives the same table in mm.
+
+Paper method (RootletSeg, DOMAIN.md "Spinal levels from rootlets"):
+1. the cord mask is dilated by a 3-voxel ball (radius counted in voxels, whatever the spacing, as the paper does:
+   voxel offsets (di, dj, dk) with di^2 + dj^2 + dk^2 <= 9); rootlet voxels inside it form the entry zone;
+2. per rootlet value 2..9 (C2..T1), `rostral_S_mm` / `caudal_S_mm` = world RAS S of the highest / lowest voxel centre
+   of its entry-zone voxels ("axial" = along the world S axis, whatever the voxel axes are);
+3. distances: with a PMJ, 3-D arc length along the cord centerline measured downward from the PMJ (each bound is
+   taken on the centerline at its S); without a PMJ, along the S axis: `reference_S_mm - S`;
+4. midpoint = mean of the rostral and caudal distances; height = caudal - rostral (>= 0).
+
+Gapless method (SCT issue 5111): each level runs from its own rostral bound to the next present level's rostral
+bound; the last level keeps its own caudal bound.
+
+Rootlets only (no cord mask): bounds from all rootlet voxels; every row says "rootlets-only" and a warning says it
+is not the paper's method. Positions are then on a vertical line through the rootlets' mean R, A.
+
+Centerline: per axial slice (slices along the voxel axis closest to world S) holding cord, the centre of mass of
+the cord voxels (RAS mm), ordered rostral -> caudal; R and A are smoothed lightly along the cord (Gaussian,
+sigma `CENTERLINE_SMOOTHING_MM` of cord length) so the voxel staircase does not lengthen the arc, as SCT fits its
+centerline before measuring from the PMJ; S is not smoothed. Above its top and below its bottom the centerline is
+extended straight along S (to the PMJ when the PMJ lies above the cord: the line from the top of the cord to the
+PMJ), so every bound has a position; bounds or discs falling on these extensions get a warning.
+
+Vertebral levels (SCT convention): disc value 2 = C1/C2, ..., 8 = C7/T1, 9 = T1/T2; vertebral level N lies between
+discs N and N+1. Each disc is projected onto the centerline (nearest point in 3-D); its bound S is the S of the
+projected point; distances as for spinal levels; method "discs".
+
+Rootlet label value 1 (C1, or a binary mask): C1 is not a level of the table. A map holding only value 1 is an
+error (a binary rootlet mask has no levels); value 1 beside levels 2..9 is ignored with a warning.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import imageio
+from .discs import vertebra_name
+from .errors import UserError
+from .level_types import (
+    SPINAL_LEVEL_NAMES,
+    Centerline,
+    DiscPoint,
+    LevelResult,
+    LevelRow,
+    Overlap,
+    Pairing,
+)
+from .progress import ProgressCallback, ProgressEvent, no_progress
+
+ENTRY_ZONE_DILATION_VOXELS = 3
+CENTERLINE_SMOOTHING_MM = 2.0
+LEVEL_VALUES = tuple(range(2, 10))
+PMJ_DISC_VALUE = 50
+PMG_DISC_VALUE = 49
+_EXTENSION_MM = 10_000.0  # length of the straight S extensions above/below the centerline
+_TOL_MM = 1e-3
+
+
+# --------------------------------------------------------------------------------------------------- geometry
+class _Geometry:
+    """World geometry of an image grid: RAS of voxel indices, and which voxel axis is the axial (S) one."""
+
+    def __init__(self, image: sitk.Image):
+        self.direction = imageio.direction_matrix(image)  # columns: LPS unit vector of voxel axes i, j, k
+        self.spacing = np.asarray(image.GetSpacing(), dtype=float)
+        self.origin_lps = np.asarray(image.GetOrigin(), dtype=float)
+        # voxel axis (ITK i/j/k) whose direction is closest to world S
+        self.axial_axis = int(np.argmax(np.abs(self.direction[2, :])))
+        self.axial_axis_zyx = 2 - self.axial_axis
+        # mm of S per slice step along the axial axis
+        self.slice_step_mm = float(abs(self.direction[2, self.axial_axis]) * self.spacing[self.axial_axis])
+        # RAS = M @ ijk + b
+        flip = np.array([-1.0, -1.0, 1.0])
+        self.matrix_ras = (self.direction * self.spacing[None, :]) * flip[:, None]
+        self.offset_ras = self.origin_lps * flip
+
+    def ras_of_zyx(self, zyx: np.ndarray) -> np.ndarray:
+        """(N, 3) NumPy (z, y, x) indices -> (N, 3) RAS mm voxel centres."""
+        ijk = np.asarray(zyx, dtype=float)[:, ::-1]
+        return ijk @ self.matrix_ras.T + self.offset_ras
+
+    def s_of_zyx(self, zyx: np.ndarray) -> np.ndarray:
+        """World S (mm) of voxel centres given as (N, 3) (z, y, x) indices."""
+        ijk = np.asarray(zyx, dtype=float)[:, ::-1]
+        return ijk @ self.matrix_ras[2] + self.offset_ras[2]
+
+
+def _ball_offsets(radius: int) -> np.ndarray:
+    r = np.arange(-radius, radius + 1)
+    zz, yy, xx = np.meshgrid(r, r, r, indexing="ij")
+    return (zz ** 2 + yy ** 2 + xx ** 2) <= radius ** 2
+
+
+def entry_zone_mask(rootlets_zyx: np.ndarray, cord_zyx: np.ndarray, radius: int = ENTRY_ZONE_DILATION_VOXELS):
+    """Boolean (z, y, x) mask of rootlet voxels (value > 0) lying in the cord dilated by a `radius`-voxel ball.
+
+    Works on the bounding box where rootlets and the dilated cord can meet, so it is fast on large volumes.
+    """
+    from scipy import ndimage
+
+    out = np.zeros(rootlets_zyx.shape, dtype=bool)
+    cord_nz = np.nonzero(cord_zyx)
+    root_nz = np.nonzero(rootlets_zyx)
+    if len(cord_nz[0]) == 0 or len(root_nz[0]) == 0:
+        return out
+    shape = np.array(rootlets_zyx.shape)
+    lo = np.maximum([c.min() - radius for c in cord_nz], [r.min() for r in root_nz])
+    hi = np.minimum([c.max() + radius for c in cord_nz], [r.max() for r in root_nz])
+    if np.any(hi < lo):
+        return out
+    # cord context: the region plus `radius` voxels around it
+    clo = np.maximum(lo - radius, 0)
+    chi = np.minimum(hi + radius, shape - 1)
+    cord_box = cord_zyx[clo[0]:chi[0] + 1, clo[1]:chi[1] + 1, clo[2]:chi[2] + 1] != 0
+    dilated = ndimage.binary_dilation(cord_box, structure=_ball_offsets(radius))
+    a, b = lo - clo, hi - clo
+    dilated = dilated[a[0]:b[0] + 1, a[1]:b[1] + 1, a[2]:b[2] + 1]
+    roots_box = rootlets_zyx[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] != 0
+    out[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = dilated & roots_box
+    return out
+
+
+class _Reference:
+    """A polyline (RAS mm, rostral -> caudal, S non-increasing) with straight S extensions, and its distances.
+
+    `distance(arc)` gives the result's distance: arc length minus the PMJ's arc when a PMJ is used, else
+    `reference_S - S` (S axis). Points on the line are found by S (`at_s`) or by nearest point (`project`).
+    """
+
+    def __init__(self, points_ras: np.ndarray, n_cord_points: int, top_index: int):
+        self.points = np.asarray(points_ras, dtype=float)
+        seg = np.diff(self.points, axis=0)
+        self.arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
+        self.top_index = top_index  # first point that is cord (or PMJ) rather than extension
+        self.bottom_index = top_index + n_cord_points - 1
+        self.arc_origin = 0.0
+        self.reference_s: Optional[float] = None  # set for S-axis distances
+
+    # position on the line
+    def arc_at_s(self, s: np.ndarray) -> np.ndarray:
+        ss = self.points[::-1, 2]
+        return np.interp(s, ss, self.arc[::-1])
+
+    def point_at_arc(self, arc: float) -> tuple:
+        return tuple(float(np.interp(arc, self.arc, self.points[:, n])) for n in range(3))
+
+    def project(self, point) -> tuple:
+        """Nearest point of the line to `point`: (arc, projected point RAS)."""
+        p = np.asarray(point, dtype=float)
+        a, b = self.points[:-1], self.points[1:]
+        ab = b - a
+        length2 = np.maximum((ab ** 2).sum(axis=1), 1e-12)
+        t = np.clip(((p - a) * ab).sum(axis=1) / length2, 0.0, 1.0)
+        q = a + t[:, None] * ab
+        k = int(np.argmin(((q - p) ** 2).sum(axis=1)))
+        arc = self.arc[k] + t[k] * np.sqrt(length2[k])
+        return float(arc), tuple(float(v) for v in q[k])
+
+    def on_extension(self, arc: float) -> bool:
+        return arc < self.arc[self.top_index] - _TOL_MM or arc > self.arc[self.bottom_index] + _TOL_MM
+
+    # distances
+    def distance_of_arc(self, arc: float, s: float) -> float:
+        if self.reference_s is not None:
+            return float(self.reference_s - s)
+        return float(arc - self.arc_origin)
+
+
+def _smooth(values: np.ndarray, sigma_points: float) -> np.ndarray:
+    if sigma_points <= 0.0 or len(values) < 3:
+        return values
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter1d(values, sigma_points, mode="nearest")
+
+
+def cord_centerline_points(cord_zyx: np.ndarray, geometry: _Geometry, smoothing_mm: float = CENTERLINE_SMOOTHING_MM):
+    """(N, 3) RAS mm: per axial slice holding cord, its centre of mass, ordered rostral -> caudal (R, A smoothed)."""
+    nz = np.nonzero(cord_zyx)
+    zyx = np.stack(nz, axis=1)
+    slice_index = zyx[:, geometry.axial_axis_zyx]
+    ras = geometry.ras_of_zyx(zyx)
+    slices, inverse, counts = np.unique(slice_index, return_inverse=True, return_counts=True)
+    centres = np.stack([np.bincount(inverse, weights=ras[:, n]) / counts for n in range(3)], axis=1)
+    centres = centres[np.argsort(-centres[:, 2], kind="stable")]
+    # make S strictly non-increasing (oblique grids only can break it)
+    centres[:, 2] = np.minimum.accumulate(centres[:, 2])
+    sigma = smoothing_mm / max(geometry.slice_step_mm, 1e-6)
+    centres[:, 0] = _smooth(centres[:, 0], sigma)
+    centres[:, 1] = _smooth(centres[:, 1], sigma)
+    return centres
+
+
+def _build_reference(cord_points: np.ndarray, pmj_ras) -> tuple:
+    """(_Reference, pmj_arc or None): cord points with straight S extensions, the PMJ prepended when above."""
+    points = np.asarray(cord_points, dtype=float)
+    pmj_prepended = False
+    if pmj_ras is not None and pmj_ras[2] > points[0, 2] + _TOL_MM:
+        points = np.vstack([np.asarray(pmj_ras, dtype=float)[None, :], points])
+        pmj_prepended = True
+    top = points[0] + np.array([0.0, 0.0, _EXTENSION_MM])
+    bottom = points[-1] - np.array([0.0, 0.0, _EXTENSION_MM])
+    full = np.vstack([top[None, :], points, bottom[None, :]])
+    ref = _Reference(full, n_cord_points=len(points), top_index=1)
+    pmj_arc = None
+    if pmj_ras is not None:
+        pmj_arc = ref.arc[1] if pmj_prepended else ref.project(pmj_ras)[0]
+    return ref, pmj_arc
+
+
+# ----------------------------------------------------------------------------------------------------- checks
+def _level_values(rootlets_zyx: np.ndarray, warnings: List[str]) -> None:
+    values = np.unique(rootlets_zyx)
+    values = values[values != 0]
+    if len(values) == 0:
+        raise UserError("The rootlet segmentation is empty (no non-zero voxel): segment the rootlets first or check the file.")
+    bad = [v for v in values if not (1 <= v <= 9) or float(v) != int(v)]
+    if bad:
+        shown = ", ".join(f"{v:g}" for v in bad[:5])
+        raise UserError(
+            f"The rootlet segmentation holds values outside 1..9 ({shown}): give a rootlet label map "
+            f"with one value per spinal level (2 = C2 ... 9 = T1)."
+        )
+    if list(values) == [1]:
+        raise UserError(
+            "The rootlet segmentation holds only value 1 (a binary mask): spinal levels need one label per level "
+            "(2 = C2 ... 9 = T1), as the RootletSeg model writes."
+        )
+    if 1 in values:
+        n = int(np.count_nonzero(rootlets_zyx == 1))
+        warnings.append(f"{n} rootlet voxels with value 1 (C1) were ignored: the level table covers C2..T1 (values 2..9).")
+
+
+# ------------------------------------------------------------------------------------------------ computation
+def compute_levels(
+    rootlets: sitk.Image,
+    cord: Optional[sitk.Image] = None,
+    discs: Optional[Sequence[DiscPoint]] = None,
+    pmj_ras=None,
+    method: str = "paper",
+    progress: ProgressCallback = no_progress,
+) -> LevelResult:
+    """Spinal levels (and vertebral levels when discs are given) with their correspondence, in mm.
+
+    rootlets: label map (2 = C2 ... 9 = T1), any orientation. cord: binary cord mask (non-zero = cord) on the same
+    grid, or None for the rootlets-only fallback. discs: SCT disc points (RAS mm); a point with value 50 is used as
+    the PMJ when `pmj_ras` is None, value 49 (PMG) is ignored. pmj_ras: PMJ point, RAS mm, or None.
+    method: "paper" or "gapless". Raises UserError where the result would be wrong; partial problems go to
+    `result.warnings`.
+    """
+    if method not in ("paper", "gapless"):
+        raise UserError(f"Unknown levels method '{method}': use 'paper' or 'gapless'.")
+    warnings: List[str] = []
+    progress(ProgressEvent("levels", 0, 4, "reading"))
+    geometry = _Geometry(rootlets)
+    rootlets_zyx = sitk.GetArrayViewFromImage(rootlets)
+    _level_values(rootlets_zyx, warnings)
+
+    disc_points: List[DiscPoint] = []
+    for disc in discs or []:
+        if disc.value == PMJ_DISC_VALUE:
+            if pmj_ras is None:
+                pmj_ras = tuple(float(v) for v in disc.position_ras)
+            continue
+        if disc.value == PMG_DISC_VALUE:
+            continue
+        disc_points.append(disc)
+    if pmj_ras is not None:
+        pmj_ras = tuple(float(v) for v in pmj_ras)
+        if len(pmj_ras) != 3 or not np.all(np.isfinite(pmj_ras)):
+            raise UserError("The PMJ point is not three finite RAS coordinates in mm: check the PMJ file.")
+
+    cord_zyx = None
+    if cord is not None:
+        imageio.check_same_grid(cord, rootlets, what="spinal cord mask")
+        cord_zyx = sitk.GetArrayViewFromImage(cord)
+        if not np.any(cord_zyx):
+            raise UserError("The spinal cord mask is empty (no non-zero voxel): give the cord segmentation of this scan.")
+
+    # ---- rootlet voxels used per level
+    progress(ProgressEvent("levels", 1, 4, "entry zone"))
+    rows_method = method
+    if cord_zyx is not None:
+        used = entry_zone_mask(rootlets_zyx, cord_zyx)
+        if not used.any():
+            raise UserError(
+                "No rootlet voxel lies within 3 voxels of the spinal cord mask: check that the rootlets and the cord "
+                "mask belong to the same scan."
+            )
+        zyx = np.argwhere(used)
+    else:
+        rows_method = "rootlets-only"
+        warnings.append("not the paper's method (no spinal cord mask): levels use all rootlet voxels.")
+        zyx = np.argwhere(rootlets_zyx >= 2)
+    values = rootlets_zyx[tuple(zyx.T)].astype(int)
+    keep = (values >= 2) & (values <= 9)
+    zyx, values = zyx[keep], values[keep]
+    if len(values) == 0:
+        raise UserError("No rootlet voxel with a level value (2 = C2 ... 9 = T1) was found: check the rootlet file.")
+    s_all = geometry.s_of_zyx(zyx)
+
+    bounds: Dict[int, dict] = {}
+    for value in LEVEL_VALUES:
+        sel = values == value
+        if not sel.any():
+            continue
+        s = s_all[sel]
+        bounds[value] = {"rostral_S": float(s.max()), "caudal_S": float(s.min()), "n": int(sel.sum())}
+    present_anywhere = {int(v) for v in np.unique(rootlets_zyx) if 2 <= v <= 9}
+    for value in sorted(present_anywhere - set(bounds)):
+        warnings.append(
+            f"Level {SPINAL_LEVEL_NAMES[value]} has rootlets but none within 3 voxels of the cord mask: it is left out."
+        )
+    present = sorted(bounds)
+    missing = [v for v in range(present[0], present[-1] + 1) if v not in bounds]
+    if missing:
+        names = ", ".join(SPINAL_LEVEL_NAMES[v] for v in missing)
+        warnings.append(f"Spinal level(s) {names} missing between {SPINAL_LEVEL_NAMES[present[0]]} and "
+                        f"{SPINAL_LEVEL_NAMES[present[-1]]}: the table has no row for them.")
+
+    # ---- reference line
+    progress(ProgressEvent("levels", 2, 4, "centerline"))
+    centerline_points = None
+    if cord_zyx is not None:
+        centerline_points = cord_centerline_points(cord_zyx, geometry)
+        line = centerline_points
+    else:
+        ras_used = geometry.ras_of_zyx(zyx)
+        r, a = float(ras_used[:, 0].mean()), float(ras_used[:, 1].mean())
+        line = np.array([[r, a, float(s_all.max())], [r, a, float(s_all.min())]])
+        if pmj_ras is not None:
+            warnings.append("Without a cord mask, distances from the PMJ are measured along the S axis, not the cord.")
+    reference, pmj_arc = _build_reference(line, pmj_ras)
+
+    if pmj_ras is not None:
+        highest = max(bounds.values(), key=lambda b: b["rostral_S"])
+        if pmj_ras[2] < highest["rostral_S"] - _TOL_MM:
+            level = next(SPINAL_LEVEL_NAMES[v] for v, b in bounds.items() if b is highest)
+            raise UserError(
+                f"The PMJ (S = {pmj_ras[2]:.1f} mm) lies below the rootlets of {level} (up to S = "
+                f"{highest['rostral_S']:.1f} mm): the PMJ is above all rootlets, check the PMJ point."
+            )
+        reference.arc_origin = pmj_arc
+
+    # ---- discs
+    disc_info = _check_discs(disc_points, pmj_ras, reference, warnings)
+
+    if pmj_ras is None:
+        candidates = [b["rostral_S"] for b in bounds.values()] + [d["S"] for d in disc_info.values()]
+        if centerline_points is not None:
+            candidates.append(float(centerline_points[0, 2]))
+        reference.reference_s = float(max(candidates))
+
+    # ---- spinal rows
+    progress(ProgressEvent("levels", 3, 4, "levels"))
+    spinal_rows: List[LevelRow] = []
+    spinal_ext: List[str] = []
+    for value in present:
+        b = bounds[value]
+        r_arc, c_arc = reference.arc_at_s(b["rostral_S"]), reference.arc_at_s(b["caudal_S"])
+        if reference.on_extension(r_arc) or reference.on_extension(c_arc):
+            spinal_ext.append(SPINAL_LEVEL_NAMES[value])
+        spinal_rows.append(
+            _make_row("spinal", SPINAL_LEVEL_NAMES[value], value, b["rostral_S"], b["caudal_S"], r_arc, c_arc,
+                      reference, b["n"], rows_method, pmj_ras is not None)
+        )
+    if spinal_ext and cord_zyx is not None:
+        warnings.append(
+            f"Level bound(s) of {', '.join(spinal_ext)} lie beyond the ends of the cord mask: their centerline "
+            f"positions are extended straight along S" + (" (toward the PMJ)." if pmj_ras is not None else ".")
+        )
+    if method == "gapless":
+        _apply_gapless(spinal_rows, reference, pmj_ras is not None, warnings)
+        if cord_zyx is None:
+            warnings.append("Gapless bounds were applied to the rootlets-only levels.")
+    mids = [row.midpoint_distance_mm for row in spinal_rows]
+    if any(b < a for a, b in zip(mids, mids[1:])):
+        warnings.append("Spinal levels are not in rostro-caudal order (a lower level's midpoint lies above a higher one's).")
+
+    # ---- vertebral rows
+    vertebral_rows: List[LevelRow] = []
+    for value in sorted(disc_info):
+        if value + 1 not in disc_info:
+            continue
+        top, bottom = disc_info[value], disc_info[value + 1]
+        vertebral_rows.append(
+            _make_row("vertebral", vertebra_name(value), value, top["S"], bottom["S"], top["arc"], bottom["arc"],
+                      reference, 0, "discs", pmj_ras is not None)
+        )
+    if disc_info and not vertebral_rows:
+        warnings.append("No two consecutive discs were given: no vertebral level could be computed.")
+
+    overlaps = _overlaps(spinal_rows, vertebral_rows)
+    pairings = _pairings(spinal_rows, vertebral_rows)
+
+    centerline = None
+    if centerline_points is not None:
+        pts = reference.points[reference.top_index:reference.bottom_index + 1]
+        arcs = reference.arc[reference.top_index:reference.bottom_index + 1]
+        dist = [reference.distance_of_arc(a, p[2]) for a, p in zip(arcs, pts)]
+        centerline = Centerline(points_ras=[tuple(float(v) for v in p) for p in pts], distance_mm=dist)
+
+    progress(ProgressEvent("levels", 4, 4, "done"))
+    return LevelResult(
+        rows=spinal_rows + vertebral_rows,
+        overlaps=overlaps,
+        pairings=pairings,
+        method=rows_method,
+        distance_reference="pmj" if pmj_ras is not None else "S-axis",
+        pmj_ras=pmj_ras,
+        centerline=centerline,
+        warnings=warnings,
+        reference_S_mm=reference.reference_s,
+    )
+
+
+def _make_row(level_type, name, value, rostral_s, caudal_s, r_arc, c_arc, reference: _Reference, n_voxels,
+              method, with_pmj) -> LevelRow:
+    d_r = reference.distance_of_arc(r_arc, rostral_s)
+    d_c = reference.distance_of_arc(c_arc, caudal_s)
+    mid = 0.5 * (d_r + d_c)
+    mid_arc = 0.5 * (r_arc + c_arc) if reference.reference_s is None else float(
+        reference.arc_at_s(reference.reference_s - mid))
+    return LevelRow(
+        level_type=level_type,
+        level=name,
+        label_value=int(value),
+        rostral_S_mm=float(rostral_s),
+        caudal_S_mm=float(caudal_s),
+        height_mm=float(max(0.0, d_c - d_r)),
+        rostral_pmj_mm=d_r if with_pmj else None,
+        caudal_pmj_mm=d_c if with_pmj else None,
+        midpoint_pmj_mm=mid if with_pmj else None,
+        rostral_ras=reference.point_at_arc(r_arc),
+        caudal_ras=reference.point_at_arc(c_arc),
+        midpoint_ras=reference.point_at_arc(mid_arc),
+        n_voxels=int(n_voxels),
+        method=method,
+        rostral_distance_mm=d_r,
+        caudal_distance_mm=d_c,
+        midpoint_distance_mm=mid,
+    )
+
+
+def _apply_gapless(rows: List[LevelRow], reference: _Reference, with_pmj: bool, warnings: List[str]) -> None:
+    """Each level's caudal bound becomes the next row's rostral bound (rows sorted by level value)."""
+    originals = [(row.rostral_S_mm, row.rostral_distance_mm, row.rostral_ras) for row in rows]
+    for row, nxt in zip(rows, originals[1:]):
+        s, d, ras = nxt
+        if d < row.rostral_distance_mm:
+            warnings.append(f"Gapless: the next level's rostral bound lies above {row.level}'s; {row.level} keeps height 0.")
+            s, d, ras = row.rostral_S_mm, row.rostral_distance_mm, row.rostral_ras
+        row.caudal_S_mm, row.caudal_distance_mm, row.caudal_ras = float(s), float(d), ras
+        row.height_mm = float(max(0.0, d - row.rostral_distance_mm))
+        row.midpoint_distance_mm = 0.5 * (row.rostral_distance_mm + d)
+        if reference.reference_s is None:
+            row.midpoint_ras = reference.point_at_arc(row.midpoint_distance_mm + reference.arc_origin)
+        else:
+            row.midpoint_ras = reference.point_at_arc(
+                float(reference.arc_at_s(reference.reference_s - row.midpoint_distance_mm)))
+        if with_pmj:
+            row.caudal_pmj_mm = row.caudal_distance_mm
+            row.midpoint_pmj_mm = row.midpoint_distance_mm
+
+
+def _check_discs(disc_points: List[DiscPoint], pmj_ras, reference: _Reference, warnings: List[str]) -> dict:
+    """{value: {"S": projected S, "arc": arc, "ras": projected point}} after the order checks."""
+    from .discs import disc_name
+
+    seen: Dict[int, DiscPoint] = {}
+    for disc in disc_points:
+        value = int(disc.value)
+        if value in seen:
+            raise UserError(f"Disc {disc_name(value)} (value {value}) is given twice: keep one point per disc.")
+        if value < 1:
+            raise UserError(f"Disc value {value} is not an SCT disc label (1 = C1 top, 2 = C1/C2, 3 = C2/C3, ...).")
+        position = tuple(float(v) for v in disc.position_ras)
+        if len(position) != 3 or not np.all(np.isfinite(position)):
+            raise UserError(f"Disc {disc_name(value)} has no valid position: give three RAS coordinates in mm.")
+        seen[value] = disc
+    ordered = sorted(seen)
+    for upper, lower in zip(ordered, ordered[1:]):
+        s_up, s_low = seen[upper].position_ras[2], seen[lower].position_ras[2]
+        if s_low >= s_up:
+            raise UserError(
+                f"Discs are out of anatomical order: {disc_name(lower)} (S = {s_low:.1f} mm) is not below "
+                f"{disc_name(upper)} (S = {s_up:.1f} mm); check the disc labels."
+            )
+    if pmj_ras is not None and ordered:
+        first = seen[ordered[0]]
+        if pmj_ras[2] < first.position_ras[2] - _TOL_MM:
+            raise UserError(
+                f"The PMJ (S = {pmj_ras[2]:.1f} mm) lies below the first disc {disc_name(first.value)} "
+                f"(S = {first.position_ras[2]:.1f} mm): the PMJ is above all discs, check the PMJ and disc points."
+            )
+    info: Dict[int, dict] = {}
+    beyond = []
+    for value in ordered:
+        arc, point = reference.project(seen[value].position_ras)
+        if reference.on_extension(arc):
+            beyond.append(disc_name(value))
+        info[value] = {"S": point[2], "arc": arc, "ras": point}
+    arcs = [info[v]["arc"] for v in ordered]
+    if any(b < a for a, b in zip(arcs, arcs[1:])):
+        warnings.append("After projection onto the centerline some discs are out of order: check the disc points.")
+    if beyond:
+        warnings.append(
+            f"Disc(s) {', '.join(beyond)} project beyond the ends of the cord mask: their positions are extended "
+            f"straight along S."
+        )
+    return info
+
+
+def _overlaps(spinal: List[LevelRow], vertebral: List[LevelRow]) -> List[Overlap]:
+    out: List[Overlap] = []
+    for s_row in spinal:
+        a, b = s_row.rostral_distance_mm, s_row.caudal_distance_mm
+        height = b - a
+        for v_row in vertebral:
+            va, vb = v_row.rostral_distance_mm, v_row.caudal_distance_mm
+            if height > 1e-9:
+                length = min(b, vb) - max(a, va)
+                if length > 1e-9:
+                    out.append(Overlap(s_row.level, v_row.level, float(min(1.0, length / height))))
+            elif va - 1e-9 <= a <= vb + 1e-9:
+                out.append(Overlap(s_row.level, v_row.level, 1.0))
+                break
+    return out
+
+
+def _pairings(spinal: List[LevelRow], vertebral: List[LevelRow]) -> List[Pairing]:
+    """Paper pairings. In label values: not shifted = vertebral v with spinal v (v = 2..8: C2..C7 with C2..C7,
+    T1 with C8); shifted = vertebral v with spinal v + 1 (C1..C7 with C2..C8, T1 with T1)."""
+    by_spinal = {row.label_value: row for row in spinal}
+    out: List[Pairing] = []
+    for name, shift, values in (("not_shifted", 0, range(2, 9)), ("shifted", 1, range(1, 9))):
+        for v_row in vertebral:
+            if v_row.label_value not in values:
+                continue
+            s_row = by_spinal.get(v_row.label_value + shift)
+            if s_row is None:
+                continue
+            vm, sm = v_row.midpoint_distance_mm, s_row.midpoint_distance_mm
+            out.append(Pairing(name, v_row.level, s_row.level, float(vm), float(sm), float(vm - sm), float(0.5 * (vm + sm))))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ label image
+def spinal_level_label_image(rootlets: sitk.Image, cord: sitk.Image, result: LevelResult) -> sitk.Image:
+    """UInt8 image on the input grid: cord voxels whose centre S lies within a spinal level's bounds get its value.
+
+    For axis-aligned grids these are exactly the cord voxels of the level's axial slices. Where two levels overlap
+    (paper method), the more caudal level is kept; gapless levels share only their boundary slice, which goes to
+    the lower level.
+    """
+    if cord is None:
+        raise UserError("A spinal level label image needs a spinal cord mask: give --cord.")
+    imageio.check_same_grid(cord, rootlets, what="spinal cord mask")
+    geometry = _Geometry(cord)
+    cord_zyx = sitk.GetArrayViewFromImage(cord)
+    out = np.zeros(cord_zyx.shape, dtype=np.uint8)
+    zyx = np.argwhere(cord_zyx != 0)
+    s = geometry.s_of_zyx(zyx)
+    labels = np.zeros(len(zyx), dtype=np.uint8)
+    for row in sorted(result.spinal(), key=lambda r: r.label_value):
+        inside = (s <= row.rostral_S_mm + _TOL_MM) & (s >= row.caudal_S_mm - _TOL_MM)
+        labels[inside] = row.label_value
+    out[tuple(zyx.T)] = labels
+    image = sitk.GetImageFromArray(out)
+    image.CopyInformation(cord)
+    return image
