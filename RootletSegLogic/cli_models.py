@@ -88,6 +88,9 @@ def _print_info(name: str, as_json: bool) -> None:
         if key not in info:
             continue
         value = info[key]
+        if key == "state":
+            key, value = "installed", {"yes": "yes", "no": "no (run `rootletseg models download NAME`)"}.get(
+                value, value).replace("NAME", str(info["name"]))
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         elif isinstance(value, (list, tuple)):

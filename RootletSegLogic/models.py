@@ -375,7 +375,8 @@ def _fetch(url: str, destination: Path, label: str, expected_size: Optional[int]
         with handle:
             while True:
                 try:
-                    chunk = response.read(CHUNK_BYTES)
+                    # read1: whatever has arrived (up to a chunk), so progress and Ctrl-C follow the network
+                    chunk = response.read1(CHUNK_BYTES) if hasattr(response, "read1") else response.read(CHUNK_BYTES)
                 except (socket.timeout, TimeoutError):
                     raise UserError(f"The download of {label} from {url} stalled (no data for "
                                     f"{DOWNLOAD_TIMEOUT_S:.0f} s after {_human_bytes(done)}): try again, or "
