@@ -50,12 +50,43 @@ WarnCallback = Callable[[str], None]
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
+# Lines nnU-Net prints that say nothing to a RootletSeg user (we never ask for on-device results off CUDA).
+_NOISE = ("perform_everything_on_device=True is only supported for cuda devices",)
+
+
+class _ToStderr:
+    """A text stream forwarding whole lines to stderr, minus nnU-Net's known noise."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if not line.startswith(_NOISE):
+                self.stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending and not self.pending.startswith(_NOISE):
+            self.stream.write(self.pending)
+        self.pending = ""
+        self.stream.flush()
+
+
 @contextlib.contextmanager
 def _prints_to_stderr():
-    """Send every print of third-party code to stderr while inside; yields the real stdout."""
+    """Send every print of third-party code to stderr while inside (stdout carries only our JSON lines);
+    yields the real stdout."""
     real_stdout = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr):
-        yield real_stdout
+    forward = _ToStderr(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(forward):
+            yield real_stdout
+    finally:
+        forward.flush()
 
 
 def _with_real_stdout(progress: ProgressCallback, real_stdout) -> ProgressCallback:

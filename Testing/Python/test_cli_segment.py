@@ -1,0 +1,209 @@
+"""`rootletseg segment` in real processes (`python -m RootletSegLogic segment ...`), real nnU-Net, tiny untrained model.
+
+Checks: every input format and the `_0000` name; outputs on exactly the input grid; the sidecar; `--progress json`
+writes only JSON lines ending with the result; bad inputs give one sentence, a non-zero exit, no traceback and no
+file; SIGTERM / SIGINT during prediction exit 143 / 130 and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from model_factory import make_model_folder, small_plans  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def command(*args) -> list:
+    return [sys.executable, "-m", "RootletSegLogic", "segment", *map(str, args)]
+
+
+def environment() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run(*args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run(command(*args), cwd=REPO, env=environment(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def json_lines(stdout: str) -> list:
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    return [json.loads(line) for line in lines]  # raises on any non-JSON line
+
+
+def volume(shape_xyz=(20, 16, 24), spacing=(0.8, 1.0, 1.2), seed=0) -> sitk.Image:
+    rng = np.random.default_rng(seed)
+    nx, ny, nz = shape_xyz
+    z, y, x = np.mgrid[0:nz, 0:ny, 0:nx]
+    array = (2 * x + y + 3 * z + 50 * (((x - 5) ** 2 + (y - 6) ** 2 + (z - 9) ** 2) < 12)).astype(np.float32)
+    array += rng.normal(0, 3, array.shape).astype(np.float32)
+    image = sitk.GetImageFromArray(array.astype(np.int16))
+    image.SetSpacing(spacing)
+    image.SetOrigin((-7.5, 21.0, 3.25))
+    image.SetDirection((-1, 0, 0, 0, 0, 1, 0, -1, 0))  # "RIP": not the model's orientation
+    return image
+
+
+def grid(image: sitk.Image):
+    return image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return make_model_folder(tmp_path_factory.mktemp("model"), small_plans(), seed=1)
+
+
+@pytest.mark.parametrize("name, expected_stem", [
+    ("plain.nii", "plain"),
+    ("gz.nii.gz", "gz"),
+    ("sub-01_T2w.nrrd", "sub-01_T2w"),
+    ("meta.mha", "meta"),
+    ("sub-02_T2w_0000.nii.gz", "sub-02_T2w"),
+])
+def test_formats_outputs_sidecar_and_json_progress(tmp_path, model_dir, name, expected_stem):
+    source = tmp_path / name
+    sitk.WriteImage(volume(), str(source))
+    done = run(source, "--model", model_dir, "--device", "cpu", "--progress", "json")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    messages = json_lines(done.stdout)  # stdout holds JSON lines only
+    assert messages[-1]["type"] == "result"
+    assert all(m["type"] in ("progress", "warning") for m in messages[:-1])
+    stages = {m["stage"] for m in messages if m["type"] == "progress"}
+    assert {"load", "preprocess", "predict", "export"} <= stages
+    predict = [m for m in messages if m["type"] == "progress" and m["stage"] == "predict"]
+    assert predict[-1]["done"] == predict[-1]["total"] > 0
+
+    seg_path = tmp_path / f"{expected_stem}_rootlets.nii.gz"
+    side_path = tmp_path / f"{expected_stem}_rootlets.json"
+    assert messages[-1]["outputs"] == {"segmentation": str(seg_path), "sidecar": str(side_path)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, seg_path.name, side_path.name])
+    labels = sitk.ReadImage(str(seg_path))
+    original = sitk.ReadImage(str(source))
+    if ".nii" in name:  # NIfTI in, NIfTI out: the grid is bit for bit the input's
+        assert grid(labels) == grid(original)
+    else:  # NRRD/MHA store doubles, NIfTI float32: equal to float32 precision
+        assert labels.GetSize() == original.GetSize()
+        for a, b in zip(grid(labels)[1:], grid(original)[1:]):
+            assert np.allclose(a, b, rtol=1e-6, atol=1e-6)
+    assert labels.GetPixelID() == sitk.sitkUInt8
+    sidecar = json.loads(side_path.read_text())
+    assert sidecar["input"]["path"] == str(source)
+    assert sidecar["model"]["folds"] == ["0"] and sidecar["model"]["trusted"] is False
+    assert sidecar["settings"] == {"device": "cpu", "device_requested": "cpu", "tta": False, "mirror_axes": None,
+                                   "step": 0.5, "gaussian": True, "postprocessing": None, "folds": ["0"]}
+    assert sidecar["orientation"]["used"] == "RAS" and sidecar["orientation"]["input"] == "RIP"
+    assert set(sidecar["software"]) >= {"rootletseg", "nnunetv2", "torch"}
+
+
+def test_explicit_output_overwrite_and_folds(tmp_path, model_dir):
+    source = tmp_path / "t2.nii.gz"
+    sitk.WriteImage(volume(), str(source))
+    out = tmp_path / "custom.nrrd"
+    (tmp_path / "custom.json").write_text("user's file")
+    refused = run(source, "-o", out, "--model", model_dir, "--device", "cpu")
+    assert refused.returncode == 1 and "already exists" in refused.stderr
+    assert (tmp_path / "custom.json").read_text() == "user's file" and not out.exists()
+    bad_fold = run(source, "-o", out, "--model", model_dir, "--device", "cpu", "--folds", "3", "--overwrite")
+    assert bad_fold.returncode == 1 and "no fold 3" in bad_fold.stderr and not out.exists()
+    done = run(source, "-o", out, "--model", model_dir, "--device", "cpu", "--folds", "0", "--overwrite",
+               "--progress", "none")
+    assert done.returncode == 0, done.stderr
+    assert f"segmentation: {out}" in done.stdout
+    assert json.loads((tmp_path / "custom.json").read_text())["model"]["folds"] == ["0"]
+    assert grid(sitk.ReadImage(str(out))) == grid(sitk.ReadImage(str(source)))
+
+
+def _bad_input(tmp_path: Path, kind: str) -> tuple:
+    """(argument list, expected words in the message) for one bad input case; files made in tmp_path."""
+    if kind == "missing":
+        return [tmp_path / "nothing.nii.gz"], "does not exist"
+    if kind == "not-an-image":
+        path = tmp_path / "notes.nii.gz"
+        path.write_text("these are not voxels\n")
+        return [path], "could not be read"
+    if kind == "2d":
+        path = tmp_path / "slice.nii.gz"
+        sitk.WriteImage(sitk.Image(32, 32, sitk.sitkFloat32), str(path))
+        return [path], "3D volume"
+    if kind == "4d":
+        path = tmp_path / "series.nii.gz"
+        sitk.WriteImage(sitk.Image([8, 8, 8, 3], sitk.sitkFloat32), str(path))
+        return [path], "3D volume"
+    if kind == "nan":
+        path = tmp_path / "nan.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(np.full((8, 9, 10), np.nan, np.float32)), str(path))
+        return [path], "NaN"
+    if kind == "unknown-model":
+        path = tmp_path / "t2.nii.gz"
+        sitk.WriteImage(volume(), str(path))
+        return [path, "--model", "no_such_model"], "no_such_model"
+    if kind == "output-exists":
+        path = tmp_path / "t2.nii.gz"
+        sitk.WriteImage(volume(), str(path))
+        (tmp_path / "t2_rootlets.nii.gz").write_bytes(b"the user's own file")
+        return [path], "already exists"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["missing", "not-an-image", "2d", "4d", "nan", "unknown-model", "output-exists"])
+def test_bad_inputs_give_one_sentence_and_write_nothing(tmp_path, model_dir, kind):
+    args, words = _bad_input(tmp_path, kind)
+    if "--model" not in map(str, args):
+        args += ["--model", model_dir]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    done = run(*args, "--device", "cpu")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rootletseg: error: "), done.stderr
+    assert words in lines[0]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written, nothing changed
+
+
+def test_usage_errors_exit_2(tmp_path, model_dir):
+    done = run(tmp_path / "x.nii.gz", "--folds", "one", "--model", model_dir)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_during_prediction_leaves_nothing(tmp_path, model_dir, sig, code):
+    source = tmp_path / "big.nii.gz"
+    sitk.WriteImage(volume((64, 64, 40)), str(source))
+    # --step 0.1 makes ~2000 tiles of the tiny network: seconds of prediction to interrupt
+    process = subprocess.Popen(command(source, "--model", model_dir, "--device", "cpu", "--step", "0.1",
+                                       "--progress", "json"),
+                               cwd=REPO, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = None
+        for line in process.stdout:
+            message = json.loads(line)
+            if message.get("stage") == "predict" and message["done"] >= 1:
+                seen = message
+                break
+        assert seen is not None and seen["done"] < seen["total"], "prediction never started"
+        process.send_signal(sig)
+        rest, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr and "cancelled" in stderr
+    last = json.loads(rest.splitlines()[-1])
+    assert last["type"] == "error" and last["exit_code"] == code
+    assert [p.name for p in tmp_path.iterdir()] == ["big.nii.gz"]  # no output, no temporary file
