@@ -1,0 +1,385 @@
+"""Spinal and vertebral levels on real MRI data (sct_testing_data) and on the phantom, checked against an
+independent NumPy computation written here, anatomy, and orientation invariance (all 48 axis-aligned codes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from RootletSegLogic import discs as discs_module
+from RootletSegLogic import imageio, levels
+from RootletSegLogic.errors import UserError
+from RootletSegLogic.level_types import SPINAL_LEVEL_NAMES, DiscPoint
+
+
+# --------------------------------------------------------------------------------- independent computation
+def _read(path):
+    image = sitk.ReadImage(str(path))
+    return image, np.asarray(sitk.GetArrayFromImage(image))
+
+
+def _world_ras(image, zyx):
+    """RAS mm of voxel centres, written plainly: LPS = origin + D @ (spacing * ijk), then negate x, y."""
+    d = np.array(image.GetDirection()).reshape(3, 3)
+    ijk = zyx[:, ::-1].astype(float) * np.array(image.GetSpacing())
+    lps = ijk @ d.T + np.array(image.GetOrigin())
+    return lps * np.array([-1.0, -1.0, 1.0])
+
+
+def independent_levels(rootlets_img, cord_img, pmj_ras=None):
+    """{value: (rostral S, caudal S, n, rostral pmj, caudal pmj)}: EDT entry zone, raw (unsmoothed) centerline."""
+    roots = sitk.GetArrayFromImage(rootlets_img)
+    cord = sitk.GetArrayFromImage(cord_img) > 0
+    zone = ndimage.distance_transform_edt(~cord) <= 3.0  # voxel units: same set as a radius-3 ball dilation
+    out = {}
+    # centerline: centroid per slice along the voxel axis closest to S
+    d = np.array(cord_img.GetDirection()).reshape(3, 3)
+    axis_zyx = 2 - int(np.argmax(np.abs(d[2])))
+    czyx = np.argwhere(cord)
+    cras = _world_ras(cord_img, czyx)
+    pts = []
+    for s in np.unique(czyx[:, axis_zyx]):
+        pts.append(cras[czyx[:, axis_zyx] == s].mean(axis=0))
+    pts = np.array(sorted(pts, key=lambda p: -p[2]))
+    if pmj_ras is not None and pmj_ras[2] > pts[0, 2]:
+        pts = np.vstack([pmj_ras, pts])
+    arc = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+
+    def dist(s):
+        return float(np.interp(s, pts[::-1, 2], arc[::-1]))
+
+    for value in range(2, 10):
+        zyx = np.argwhere((roots == value) & zone)
+        if len(zyx) == 0:
+            continue
+        s = _world_ras(rootlets_img, zyx)[:, 2]
+        out[value] = (s.max(), s.min(), len(zyx), dist(s.max()), dist(s.min()))
+    return out, dist
+
+
+def _files(sct_data, name):
+    if name == "pam50":
+        t = sct_data / "template"
+        return dict(rootlets=t / "PAM50_small_rootlets.nii.gz", cord=t / "PAM50_small_cord.nii.gz",
+                    discs=t / "PAM50_small_label_disc.nii.gz", pmj=t / "PAM50_small_t2_pmj_manual.nii.gz")
+    t = sct_data / "t2"
+    rootlets = "t2_seg-deepseg_rootlets.nii.gz" if name == "t2" else "t2_seg-deepseg_rootlets-manual.nii.gz"
+    return dict(rootlets=t / rootlets, cord=t / "t2_seg-manual.nii.gz")
+
+
+def _load(files):
+    rootlets = imageio.read_label_map(files["rootlets"])
+    cord = imageio.read_label_map(files["cord"])
+    disc_points, pmj = [], None
+    if "discs" in files:
+        disc_points = discs_module.discs_from_label_image(imageio.read_label_map(files["discs"]))
+        pmj = discs_module.pmj_from_label_image(imageio.read_label_map(files["pmj"]))
+    return rootlets, cord, disc_points, pmj
+
+
+# ------------------------------------------------------------------------------------------------ real data
+def test_pam50_small_against_independent_computation(sct_data):
+    files = _files(sct_data, "pam50")
+    rootlets, cord, disc_points, pmj = _load(files)
+    assert imageio.axcodes_of(rootlets) == "LAS"
+    result = levels.compute_levels(rootlets, cord, disc_points, pmj)
+    assert result.distance_reference == "pmj" and result.method == "paper"
+    expected, dist = independent_levels(rootlets, cord, pmj)
+    voxel_s = 2.0  # PAM50_small: 1 x 1 x 2 mm, S along k
+    spinal = {row.label_value: row for row in result.spinal()}
+    assert set(spinal) == set(expected)
+    for value, (rs, cs, n, rp, cp) in expected.items():
+        row = spinal[value]
+        assert row.rostral_S_mm == pytest.approx(rs, abs=1e-6)
+        assert row.caudal_S_mm == pytest.approx(cs, abs=1e-6)
+        assert row.n_voxels == n
+        assert row.rostral_pmj_mm == pytest.approx(rp, abs=voxel_s)
+        assert row.caudal_pmj_mm == pytest.approx(cp, abs=voxel_s)
+        assert row.midpoint_pmj_mm == pytest.approx((rp + cp) / 2, abs=voxel_s)
+        assert row.height_mm == pytest.approx(cp - rp, abs=voxel_s)
+    # vertebral levels: disc N and N+1, by the disc's S on the independent centerline
+    disc_img, disc_arr = _read(files["discs"])
+    disc_s = {}
+    for value in np.unique(disc_arr):
+        if value in (0, 49, 50):
+            continue
+        zyx = np.argwhere(disc_arr == value)
+        disc_s[int(value)] = _world_ras(disc_img, zyx)[:, 2].mean()
+    vertebral = {row.label_value: row for row in result.vertebral()}
+    assert set(vertebral) == {v for v in disc_s if v + 1 in disc_s}
+    for value, row in vertebral.items():
+        assert row.rostral_S_mm == pytest.approx(disc_s[value], abs=voxel_s)
+        assert row.caudal_S_mm == pytest.approx(disc_s[value + 1], abs=voxel_s)
+        assert row.rostral_pmj_mm == pytest.approx(dist(disc_s[value]), abs=voxel_s)
+        assert row.caudal_pmj_mm == pytest.approx(dist(disc_s[value + 1]), abs=voxel_s)
+        assert row.method == "discs"
+    names = [row.level for row in result.vertebral()]
+    assert names[:7] == ["C2", "C3", "C4", "C5", "C6", "C7", "T1"]
+
+
+def test_pam50_small_anatomy(sct_data):
+    rootlets, cord, disc_points, pmj = _load(_files(sct_data, "pam50"))
+    result = levels.compute_levels(rootlets, cord, disc_points, pmj)
+    spinal = result.spinal()
+    assert [r.level for r in spinal] == ["C3", "C4", "C5", "C6", "C7", "C8"]
+    # C2's rootlets in PAM50_small lie above the cord mask's top, beyond 3 voxels: reported, not hidden
+    assert any("C2" in w and "within 3 voxels" in w for w in result.warnings)
+    for upper, lower in zip(spinal, spinal[1:]):
+        assert upper.rostral_S_mm > lower.rostral_S_mm
+        assert upper.midpoint_pmj_mm < lower.midpoint_pmj_mm
+    for row in spinal:
+        assert row.caudal_S_mm <= row.rostral_S_mm < pmj[2]
+        assert 0 < row.rostral_pmj_mm <= row.midpoint_pmj_mm <= row.caudal_pmj_mm
+        assert 4.0 <= row.height_mm <= 25.0
+    for row in result.vertebral()[:7]:  # C2..T1
+        assert 10.0 <= row.height_mm <= 25.0
+    # spinal C(n+1) lies at vertebra Cn in the template: the shifted pairing is nearly unbiased
+    shifted = [p for p in result.pairings if p.pairing == "shifted"]
+    not_shifted = [p for p in result.pairings if p.pairing == "not_shifted"]
+    assert len(shifted) == 6 and len(not_shifted) == 6
+    assert np.median([abs(p.difference_mm) for p in shifted]) < 3.0
+    assert all(p.difference_mm > 10.0 for p in not_shifted)
+    for p in result.pairings:
+        assert p.difference_mm == pytest.approx(p.vertebral_midpoint_mm - p.spinal_midpoint_mm)
+        assert p.mean_mm == pytest.approx((p.vertebral_midpoint_mm + p.spinal_midpoint_mm) / 2)
+    # overlaps: fractions of each spinal level's height sum to at most 1
+    for row in spinal:
+        fractions = [o.fraction for o in result.overlaps if o.spinal_level == row.level]
+        assert fractions and sum(fractions) == pytest.approx(1.0, abs=1e-6)
+    # label image marks cord voxels of each level's slices
+    label = levels.spinal_level_label_image(rootlets, cord, result)
+    assert imageio.same_grid(label, cord)
+    arr = sitk.GetArrayFromImage(label)
+    assert set(np.unique(arr)) == {0} | {r.label_value for r in spinal}
+    cord_arr = sitk.GetArrayFromImage(cord) > 0
+    assert not np.any(arr[~cord_arr])
+    for row in spinal:
+        zyx = np.argwhere(arr == row.label_value)
+        s = _world_ras(label, zyx)[:, 2]
+        assert s.min() >= row.caudal_S_mm - 1e-6 and s.max() <= row.rostral_S_mm + 1e-6
+
+
+@pytest.mark.parametrize("name", ["t2", "t2-manual"])
+def test_t2_psr_against_independent_computation(sct_data, name):
+    rootlets, cord, _, _ = _load(_files(sct_data, name))
+    assert imageio.axcodes_of(rootlets) == "PSR"  # sagittal: S is the 2nd voxel axis
+    result = levels.compute_levels(rootlets, cord)
+    assert result.distance_reference == "S-axis"
+    expected, _ = independent_levels(rootlets, cord)
+    spinal = {row.label_value: row for row in result.spinal()}
+    assert set(spinal) == set(expected)
+    top = result.reference_S_mm
+    assert top >= max(r.rostral_S_mm for r in result.spinal())
+    for value, (rs, cs, n, _, _) in expected.items():
+        row = spinal[value]
+        assert (row.rostral_S_mm, row.caudal_S_mm, row.n_voxels) == (pytest.approx(rs), pytest.approx(cs), n)
+        assert row.rostral_pmj_mm is None and row.midpoint_pmj_mm is None
+        assert row.rostral_distance_mm == pytest.approx(top - rs)
+        assert row.caudal_distance_mm == pytest.approx(top - cs)
+        assert row.height_mm == pytest.approx(rs - cs)
+        assert 1.0 <= row.height_mm <= 25.0
+    ordered = [spinal[v] for v in sorted(spinal)]
+    for upper, lower in zip(ordered, ordered[1:]):
+        assert upper.midpoint_distance_mm < lower.midpoint_distance_mm
+
+
+def _rows_mm(result):
+    out = []
+    for row in result.rows:
+        values = [row.rostral_S_mm, row.caudal_S_mm, row.height_mm, row.rostral_distance_mm, row.caudal_distance_mm,
+                  row.midpoint_distance_mm, *row.rostral_ras, *row.caudal_ras, *row.midpoint_ras]
+        if row.rostral_pmj_mm is not None:
+            values += [row.rostral_pmj_mm, row.caudal_pmj_mm, row.midpoint_pmj_mm]
+        out.append(((row.level_type, row.level, row.n_voxels, row.method), np.array(values)))
+    return out
+
+
+def _assert_same_mm(a, b, tol=1e-6):
+    ra, rb = _rows_mm(a), _rows_mm(b)
+    assert [k for k, _ in ra] == [k for k, _ in rb]
+    for (key, va), (_, vb) in zip(ra, rb):
+        np.testing.assert_allclose(va, vb, atol=tol, err_msg=str(key))
+    assert [(o.spinal_level, o.vertebral_level) for o in a.overlaps] == [(o.spinal_level, o.vertebral_level) for o in b.overlaps]
+    np.testing.assert_allclose([o.fraction for o in a.overlaps], [o.fraction for o in b.overlaps], atol=tol)
+    np.testing.assert_allclose([p.difference_mm for p in a.pairings], [p.difference_mm for p in b.pairings], atol=tol)
+    assert a.warnings == b.warnings
+
+
+def test_pam50_small_same_mm_in_all_48_orientations(sct_data):
+    files = _files(sct_data, "pam50")
+    rootlets, cord, _, _ = _load(files)
+    disc_img = imageio.read_label_map(files["discs"])
+    pmj_img = imageio.read_label_map(files["pmj"])
+    reference = levels.compute_levels(rootlets, cord, discs_module.discs_from_label_image(disc_img),
+                                      discs_module.pmj_from_label_image(pmj_img))
+    ref_label = sitk.GetArrayFromImage(levels.spinal_level_label_image(rootlets, cord, reference))
+    for code in imageio.ALL_AXCODES:
+        r, c = imageio.reorient(rootlets, code), imageio.reorient(cord, code)
+        d = discs_module.discs_from_label_image(imageio.reorient(disc_img, code))
+        p = discs_module.pmj_from_label_image(imageio.reorient(pmj_img, code))
+        result = levels.compute_levels(r, c, d, p)
+        _assert_same_mm(reference, result)
+        # the label image is the same data, moved with the grid
+        label = levels.spinal_level_label_image(r, c, result)
+        back = imageio.Reorientation(rootlets, code).restore(label)
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(back), ref_label)
+
+
+@pytest.mark.parametrize("code", ["RAS", "LPI", "SRA", "IPL", "ASL"])
+def test_t2_same_mm_in_other_orientations(sct_data, code):
+    rootlets, cord, _, _ = _load(_files(sct_data, "t2-manual"))
+    for method in ("paper", "gapless"):
+        reference = levels.compute_levels(rootlets, cord, method=method)
+        result = levels.compute_levels(imageio.reorient(rootlets, code), imageio.reorient(cord, code), method=method)
+        _assert_same_mm(reference, result)
+
+
+def test_oblique_grid_uses_world_s(sct_data):
+    """A rotated direction (same voxels, tilted 20 degrees about R-L): bounds follow the world S of voxel centres."""
+    rootlets, cord, _, _ = _load(_files(sct_data, "t2-manual"))
+    angle = np.deg2rad(20)
+    rot = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    direction = tuple((rot @ imageio.direction_matrix(rootlets)).ravel())
+    for image in (rootlets, cord):
+        image.SetDirection(direction)
+    result = levels.compute_levels(rootlets, cord)
+    expected, _ = independent_levels(rootlets, cord)
+    for row in result.spinal():
+        rs, cs, n, _, _ = expected[row.label_value]
+        assert (row.rostral_S_mm, row.caudal_S_mm, row.n_voxels) == (pytest.approx(rs), pytest.approx(cs), n)
+
+
+# ------------------------------------------------------------------------------------------------- phantom
+def test_phantom_truth_recovered():
+    phantom = pytest.importorskip("RootletSegLogic.phantom")
+    for seed in (0, 3):
+        ph = phantom.make_phantom(seed)
+        disc_points, pmj = discs_module.landmarks_from_label_image(ph.discs)
+        if pmj is None:
+            pmj = discs_module.pmj_from_label_image(ph.pmj)
+        result = levels.compute_levels(ph.rootlets, ph.cord, disc_points, pmj)
+        assert not [w for w in result.warnings if "missing" in w]
+        truth = ph.truth["levels"]
+        spinal = {row.level: row for row in result.spinal()}
+        assert set(spinal) == set(truth)
+        voxel = 1.0
+        for name, t in truth.items():
+            assert spinal[name].rostral_S_mm == pytest.approx(t["rostral_S_mm"], abs=voxel)
+            assert spinal[name].caudal_S_mm == pytest.approx(t["caudal_S_mm"], abs=voxel)
+            assert spinal[name].n_voxels == t["n_voxels"]
+        for row in result.vertebral():
+            top = ph.truth["discs"][str(row.label_value)]["position_ras"][2]
+            bottom = ph.truth["discs"][str(row.label_value + 1)]["position_ras"][2]
+            assert row.rostral_S_mm == pytest.approx(top, abs=1.5 * voxel)
+            assert row.caudal_S_mm == pytest.approx(bottom, abs=1.5 * voxel)
+        assert pmj == pytest.approx(tuple(ph.truth["pmj_ras"]))
+        # the phantom places spinal C(n+1) at vertebra Cn, shifted caudally more at lower levels
+        shifted = [p.difference_mm for p in result.pairings if p.pairing == "shifted"]
+        assert shifted and all(abs(d) < 15 for d in shifted)
+
+
+def test_phantom_same_mm_in_all_48_orientations():
+    phantom = pytest.importorskip("RootletSegLogic.phantom")
+    ph = phantom.make_phantom(1)
+    disc_points = discs_module.discs_from_label_image(ph.discs)
+    pmj = discs_module.pmj_from_label_image(ph.pmj)
+    for method in ("paper", "gapless"):
+        reference = levels.compute_levels(ph.rootlets, ph.cord, disc_points, pmj, method=method)
+        for code in imageio.ALL_AXCODES:
+            r, c = imageio.reorient(ph.rootlets, code), imageio.reorient(ph.cord, code)
+            d = discs_module.discs_from_label_image(imageio.reorient(ph.discs, code))
+            p = discs_module.pmj_from_label_image(imageio.reorient(ph.pmj, code))
+            _assert_same_mm(reference, levels.compute_levels(r, c, d, p, method=method))
+
+
+# ------------------------------------------------------------------------------------------ methods, checks
+def test_gapless_and_rootlets_only_on_pam50(sct_data):
+    rootlets, cord, disc_points, pmj = _load(_files(sct_data, "pam50"))
+    paper = levels.compute_levels(rootlets, cord, disc_points, pmj)
+    gapless = levels.compute_levels(rootlets, cord, disc_points, pmj, method="gapless")
+    assert gapless.method == "gapless" and all(r.method == "gapless" for r in gapless.spinal())
+    rows = gapless.spinal()
+    for row, nxt in zip(rows, rows[1:]):
+        assert row.caudal_pmj_mm == pytest.approx(nxt.rostral_pmj_mm)
+        assert row.caudal_S_mm == pytest.approx(nxt.rostral_S_mm)
+    for p_row, g_row in zip(paper.spinal(), rows):
+        assert g_row.rostral_S_mm == p_row.rostral_S_mm
+    assert rows[-1].caudal_S_mm == paper.spinal()[-1].caudal_S_mm
+    only = levels.compute_levels(rootlets, None, disc_points, pmj)
+    assert only.method == "rootlets-only" and all(r.method == "rootlets-only" for r in only.spinal())
+    assert any("not the paper's method (no spinal cord mask)" in w for w in only.warnings)
+    assert "C2" in [r.level for r in only.spinal()]  # all rootlet voxels count
+
+
+def _tiny(values_by_slice, shape=(12, 9, 9)):
+    """Rootlets as a (z, y, x) RAS 1 mm volume: for each value, voxels at x=4..5 on slices z in values_by_slice."""
+    roots = np.zeros(shape, np.uint8)
+    cord = np.zeros(shape, np.uint8)
+    cord[1:-1, 3:6, 3:6] = 1
+    for value, zs in values_by_slice.items():
+        for z in zs:
+            roots[z, 4, 6] = value
+    images = []
+    for arr in (roots, cord):
+        img = sitk.GetImageFromArray(arr)
+        img.SetDirection(imageio.direction_for_axcodes("RAS"))
+        images.append(img)
+    return images
+
+
+def test_input_checks():
+    r, c = _tiny({2: [8, 9], 3: [5, 6], 5: [2]})
+    result = levels.compute_levels(r, c)
+    assert any("C4" in w and "missing" in w for w in result.warnings)
+    with pytest.raises(UserError, match="empty"):
+        levels.compute_levels(r * 0, c)
+    with pytest.raises(UserError, match="cord mask is empty"):
+        levels.compute_levels(r, c * 0)
+    with pytest.raises(UserError, match="outside 1..9"):
+        levels.compute_levels(r * 5, c)
+    with pytest.raises(UserError, match="binary mask"):
+        levels.compute_levels(sitk.Cast(r > 0, sitk.sitkUInt8), c)
+    one = sitk.GetArrayFromImage(r)
+    one[1, 4, 6] = 1
+    img = sitk.GetImageFromArray(one)
+    img.CopyInformation(r)
+    assert any("value 1" in w for w in levels.compute_levels(img, c).warnings)
+    shifted = sitk.Image(c)
+    shifted.SetOrigin((0.5, 0, 0))
+    with pytest.raises(UserError, match="same voxel grid"):
+        levels.compute_levels(r, shifted)
+    far = np.zeros((12, 9, 9), np.uint8)
+    far[5, 0, 0] = 4
+    far_img = sitk.GetImageFromArray(far)
+    far_img.CopyInformation(r)
+    with pytest.raises(UserError, match="within 3 voxels"):
+        levels.compute_levels(far_img, c)
+    discs = [DiscPoint(2, (4.0, 4.0, 10.0)), DiscPoint(3, (4.0, 4.0, 6.0)), DiscPoint(4, (4.0, 4.0, 3.0))]
+    assert len(levels.compute_levels(r, c, discs).vertebral()) == 2
+    with pytest.raises(UserError, match="out of anatomical order"):
+        levels.compute_levels(r, c, [discs[1], DiscPoint(2, (4.0, 4.0, 2.0))])
+    with pytest.raises(UserError, match="given twice"):
+        levels.compute_levels(r, c, discs + [DiscPoint(3, (4.0, 4.0, 5.0))])
+    with pytest.raises(UserError, match="below the first disc"):
+        levels.compute_levels(r, c, discs, pmj_ras=(4.0, 4.0, 9.5))
+    with pytest.raises(UserError, match="below the rootlets"):
+        levels.compute_levels(r, c, None, pmj_ras=(4.0, 4.0, 5.0))
+    with pytest.raises(UserError, match="method"):
+        levels.compute_levels(r, c, method="nearest")
+    with pytest.raises(UserError, match="needs a spinal cord mask"):
+        levels.spinal_level_label_image(r, None, result)
+    # a PMJ given as disc value 50 is used; PMG (49) ignored
+    with_pmj = levels.compute_levels(r, c, discs + [DiscPoint(50, (4.0, 4.0, 11.0)), DiscPoint(49, (4.0, 4.0, 11.5))])
+    assert with_pmj.distance_reference == "pmj" and with_pmj.pmj_ras == (4.0, 4.0, 11.0)
+
+
+def test_pmj_inside_cord_is_projected():
+    r, c = _tiny({2: [5, 6], 3: [2, 3]})
+    result = levels.compute_levels(r, c, pmj_ras=(4.0, 4.0, 8.0))
+    c2 = result.spinal()[0]
+    assert c2.rostral_pmj_mm == pytest.approx(2.0) and c2.caudal_pmj_mm == pytest.approx(3.0)
+    no_pmj = levels.compute_levels(r, c)
+    assert no_pmj.reference_S_mm == pytest.approx(10.0)  # top of the cord mask (slice 10)
+    assert no_pmj.spinal()[0].rostral_distance_mm == pytest.approx(4.0)
