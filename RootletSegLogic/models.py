@@ -41,7 +41,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
@@ -762,8 +762,8 @@ def resolve_model(
     """
     progress = progress or no_progress
     warn = _resolve_warn(warn, progress)
-    text = str(name_or_path)
-    looks_like_path = isinstance(name_or_path, Path) or "/" in text or os.sep in text or text.lower().endswith(".zip")
+    text = os.fspath(name_or_path) if isinstance(name_or_path, os.PathLike) else str(name_or_path)
+    looks_like_path = isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text or text.lower().endswith(".zip")
     if not looks_like_path:
         spec = lookup(text)
         if spec is not None:

@@ -8,7 +8,6 @@ import dataclasses
 import json
 import os
 import socket
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -339,6 +338,16 @@ def test_demo_resolves_to_embedded_folder():
     assert model.metadata["source"] == "embedded" and model.metadata["trusted"] is True
     assert sorted(model.metadata["labels"]) == list(range(2, 10)) and len(model.metadata["weights_sha256"]) == 64
     assert warnings == []
+
+
+def test_embedded_resolution_with_a_stand_in_folder(kit, monkeypatch, cache):
+    """The embedded code path, whether or not the real demo model is built yet: a stand-in folder, used in place."""
+    monkeypatch.setitem(models.REGISTRY, "demo", dataclasses.replace(models.REGISTRY["demo"],
+                                                                     embedded_path=kit["good"]))
+    model = models.resolve_model("demo", warn=pytest.fail)
+    assert model.trainer_dir == kit["good"] / TRAINER and model.metadata["source"] == "embedded"
+    assert model.metadata["weights_sha256"] == models.weights_sha256(model) and model.metadata["url"] is None
+    assert models.model_info("demo")["folds"] == ["0", "1"] and listing(cache) == []
 
 
 def test_list_and_info(server, kit):
