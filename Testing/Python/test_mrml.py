@@ -606,3 +606,25 @@ def test_level_bound_markups_match_the_exported_markups(core):
     assert node.GetNthControlPointLabel(0) == "C2 rostral"
     mrml.level_bound_markups(core.scene, result)
     assert core.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode") == 1
+
+
+def test_label_map_read_back_from_nifti_fits_an_oblique_transformed_volume(core, tmp_path):
+    """The GUI's path: the world-space volume is written to NIfTI for the CLI, the CLI's label map is read back.
+    NIfTI stores the geometry in single precision: the segments still land exactly on the volume's grid."""
+    from RootletSegLogic import imageio
+
+    rng = np.random.default_rng(3)
+    node = _volume_node(core.scene, rng.normal(size=(7, 8, 9)).astype(np.float32), _oblique_ijk_to_ras())
+    node.SetAndObserveTransformNodeID(_linear_transform_node(core.scene, _rigid()).GetID())
+    world = mrml.image_from_volume_node(node)
+    labels = sitk.GetImageFromArray(rng.integers(0, 10, size=(7, 8, 9)).astype(np.uint8))
+    labels.CopyInformation(world)
+    imageio.write_image(labels, tmp_path / "seg.nii.gz")
+    from_file = imageio.read_label_map(tmp_path / "seg.nii.gz")
+    assert from_file.GetOrigin() != world.GetOrigin() or from_file.GetDirection() != world.GetDirection()
+
+    segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
+    mrml.show_level_segments(segmentation_node, from_file, node, closed_surfaces=False)
+    back = mrml.label_image_from_segments(segmentation_node, node)
+    # every value, label 1 ("label 1 rootlets") included, comes back by its RootletSeg tag
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))
