@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .cli import add_progress_option
 from .errors import UserError
 
 
@@ -33,6 +34,7 @@ def register(subparsers) -> None:
         help="normalise midpoints by body height (columns participant_id and height in cm): midpoint / height x median height",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 

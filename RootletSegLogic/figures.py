@@ -89,7 +89,7 @@ def level_chart(result: LevelResult, out_base, overwrite: bool = False, title: O
         low, high = min(top, bottom), max(top, bottom)
         colour = level_color(row.level)
         ax.bar(x, high - low, bottom=low, width=width, color=colour, edgecolor="black", linewidth=0.8,
-               hatch="//" if row.level_type == "vertebral" else None, alpha=0.95)
+               hatch="//" if row.level_type == "vertebral" else None)
         ax.text(x, (low + high) / 2, row.level, ha="center", va="center", fontsize=10, fontweight="bold",
                 color=_text_color(colour),
                 bbox=dict(boxstyle="round,pad=0.15", facecolor=colour, edgecolor="none") if row.level_type == "vertebral" else None)
