@@ -58,6 +58,21 @@ def _text_color(rgb) -> str:
     return "black" if luminance > 0.5 else "white"
 
 
+def _shown_rows(result: LevelResult):
+    """Rows to draw: all spinal levels, and the vertebral levels down to the one below the lowest spinal level
+    (a disc file may describe the whole spine; the thoracic vertebrae far below the rootlets would only squeeze
+    the cervical levels). Without spinal levels: vertebral levels down to T1."""
+    spinal = result.spinal()
+    vertebral = sorted(result.vertebral(), key=lambda r: r.label_value)
+    if spinal:
+        lowest = min(min(r.rostral_S_mm, r.caudal_S_mm) for r in spinal)
+        above = [r for r in vertebral if max(r.rostral_S_mm, r.caudal_S_mm) > lowest]
+        vertebral = vertebral[: len(above) + 1] if above else vertebral[:1]
+    else:
+        vertebral = [r for r in vertebral if r.label_value <= 8]
+    return spinal + vertebral
+
+
 # ------------------------------------------------------------------------------------------------ level chart
 def _row_span(row, use_pmj: bool):
     if use_pmj:
@@ -70,9 +85,10 @@ def level_chart(result: LevelResult, out_base, overwrite: bool = False, title: O
 
     y = distance below the PMJ along the cord centerline (mm, increasing downward) when every row has it, else the
     world RAS S coordinate (mm, superior up). Each level is a bar from its rostral to its caudal bound, in its colour
-    (colors.py), labelled with its name; thin grey lines join the midpoints of the "not shifted" pairings.
+    (colors.py), labelled with its name; thin grey lines join the midpoints of the "not shifted" pairings. Vertebral
+    levels are shown down to the one below the lowest spinal level.
     """
-    rows = result.rows
+    rows = _shown_rows(result)
     use_pmj = bool(rows) and all(r.rostral_pmj_mm is not None and r.caudal_pmj_mm is not None for r in rows)
     figure = _new_figure(5.0, 7.0)
     ax = figure.add_axes([0.16, 0.08, 0.80, 0.84])
@@ -296,11 +312,12 @@ def _s_range_of_interest(planes, result, discs, margin_mm: float = 20.0):
         values += [bottom + (rows_with_labels.min()) * step, bottom + (rows_with_labels.max() + 1) * step]
     highest_disc = 9  # T1/T2: the caudal bound of vertebral T1
     if result is not None:
-        for row in result.rows:
+        shown = _shown_rows(result)
+        for row in shown:
             values += [row.rostral_S_mm, row.caudal_S_mm]
         if result.pmj_ras is not None:
             values.append(result.pmj_ras[2])
-        vertebral = [r.label_value for r in result.vertebral()]
+        vertebral = [r.label_value for r in shown if r.level_type == "vertebral"]
         if vertebral:
             highest_disc = max(vertebral) + 1
     values += [d.position_ras[2] for d in discs if d.value <= highest_disc or d.value >= 49]
@@ -317,7 +334,7 @@ def sagittal_qc(image, rootlets, cord=None, discs=None, result: Optional[LevelRe
     `image`, `rootlets`, `cord`: SimpleITK images or paths (any orientation, any grid: each is resampled into world
     space). `discs`: DiscPoints (RAS mm), an SCT disc-label image / path, or None. `result`: LevelResult whose spinal
     bounds (rostral/caudal S) are drawn as dashed lines in the level colour and as bars in the right margin, and whose
-    vertebral levels are bars in the left margin. The view shows the whole image (nothing is cropped away); the
+    vertebral levels (down to the one below the lowest spinal level) are bars in the left margin. The view shows the whole image (nothing is cropped away); the
     rootlets are a projection over R–L of the whole volume, drawn opaque in their level colours. With `crop` (default)
     the S range is limited to what matters (every rootlet voxel, level bounds, PMJ, the discs down to T1/T2 or to the
     lowest vertebral level shown, plus 20 mm), never cutting a rootlet; `crop=False` shows the whole field of view.
@@ -358,7 +375,7 @@ def sagittal_qc(image, rootlets, cord=None, discs=None, result: Optional[LevelRe
     x_spinal = (right, right - margin_mm)  # right margin (A decreases to the right)
     x_vert = (left + margin_mm, left)
     if result is not None:
-        for row in result.rows:
+        for row in _shown_rows(result):
             colour = level_color(row.level)
             high, low = max(row.rostral_S_mm, row.caudal_S_mm), min(row.rostral_S_mm, row.caudal_S_mm)
             xs = x_spinal if row.level_type == "spinal" else x_vert
