@@ -83,13 +83,45 @@ class _Geometry:
 
     def ras_of_zyx(self, zyx: np.ndarray) -> np.ndarray:
         """(N, 3) NumPy (z, y, x) indices -> (N, 3) RAS mm voxel centres."""
-        ijk = np.asarray(zyx, dtype=float)[:, ::-1]
-        return ijk @ self.matrix_ras.T + self.offset_ras
+        zyx = np.asarray(zyx)
+        m = self.matrix_ras  # columns: RAS mm per step along i, j, k
+        out = np.empty((len(zyx), 3), dtype=float)
+        for row in range(3):
+            out[:, row] = self.offset_ras[row] + m[row, 0] * zyx[:, 2] + m[row, 1] * zyx[:, 1] + m[row, 2] * zyx[:, 0]
+        return out
 
     def s_of_zyx(self, zyx: np.ndarray) -> np.ndarray:
         """World S (mm) of voxel centres given as (N, 3) (z, y, x) indices."""
-        ijk = np.asarray(zyx, dtype=float)[:, ::-1]
-        return ijk @ self.matrix_ras[2] + self.offset_ras[2]
+        zyx = np.asarray(zyx)
+        m = self.matrix_ras[2]
+        return self.offset_ras[2] + m[0] * zyx[:, 2] + m[1] * zyx[:, 1] + m[2] * zyx[:, 0]
+
+
+def _bbox(mask: np.ndarray):
+    """(lo, hi) inclusive (z, y, x) bounds of the non-zero voxels of a boolean array, or None when empty."""
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        if len(hit) == 0:
+            return None
+        lo.append(int(hit[0]))
+        hi.append(int(hit[-1]))
+    return np.array(lo), np.array(hi)
+
+
+def _crop(array: np.ndarray, lo, hi) -> np.ndarray:
+    return array[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1]
+
+
+def _argwhere(mask: np.ndarray, box=None) -> np.ndarray:
+    """(N, 3) (z, y, x) indices of True voxels, searching only inside `box` (from _bbox) when given."""
+    if box is None:
+        box = _bbox(mask)
+        if box is None:
+            return np.zeros((0, 3), dtype=np.int64)
+    lo, hi = box
+    return np.argwhere(_crop(mask, lo, hi)) + lo
 
 
 def _ball_offsets(radius: int) -> np.ndarray:
@@ -106,13 +138,12 @@ def entry_zone_mask(rootlets_zyx: np.ndarray, cord_zyx: np.ndarray, radius: int 
     from scipy import ndimage
 
     out = np.zeros(rootlets_zyx.shape, dtype=bool)
-    cord_nz = np.nonzero(cord_zyx)
-    root_nz = np.nonzero(rootlets_zyx)
-    if len(cord_nz[0]) == 0 or len(root_nz[0]) == 0:
+    cord_box, root_box = _bbox(cord_zyx != 0), _bbox(rootlets_zyx != 0)
+    if cord_box is None or root_box is None:
         return out
     shape = np.array(rootlets_zyx.shape)
-    lo = np.maximum([c.min() - radius for c in cord_nz], [r.min() for r in root_nz])
-    hi = np.minimum([c.max() + radius for c in cord_nz], [r.max() for r in root_nz])
+    lo = np.maximum(cord_box[0] - radius, root_box[0])
+    hi = np.minimum(cord_box[1] + radius, root_box[1])
     if np.any(hi < lo):
         return out
     # cord context: the region plus `radius` voxels around it
@@ -183,12 +214,16 @@ def _smooth(values: np.ndarray, sigma_points: float) -> np.ndarray:
 
 def cord_centerline_points(cord_zyx: np.ndarray, geometry: _Geometry, smoothing_mm: float = CENTERLINE_SMOOTHING_MM):
     """(N, 3) RAS mm: per axial slice holding cord, its centre of mass, ordered rostral -> caudal (R, A smoothed)."""
-    nz = np.nonzero(cord_zyx)
-    zyx = np.stack(nz, axis=1)
+    zyx = _argwhere(cord_zyx != 0)
     slice_index = zyx[:, geometry.axial_axis_zyx]
-    ras = geometry.ras_of_zyx(zyx)
-    slices, inverse, counts = np.unique(slice_index, return_inverse=True, return_counts=True)
-    centres = np.stack([np.bincount(inverse, weights=ras[:, n]) / counts for n in range(3)], axis=1)
+    first = int(slice_index.min())
+    slice_index = slice_index - first
+    counts = np.bincount(slice_index)
+    present = counts > 0
+    # centroid of voxel indices per slice, then to RAS (the affine map commutes with the mean)
+    index_centres = np.stack(
+        [np.bincount(slice_index, weights=zyx[:, n].astype(float))[present] / counts[present] for n in range(3)], axis=1)
+    centres = geometry.ras_of_zyx(index_centres)
     centres = centres[np.argsort(-centres[:, 2], kind="stable")]
     # make S strictly non-increasing (oblique grids only can break it)
     centres[:, 2] = np.minimum.accumulate(centres[:, 2])
@@ -216,9 +251,11 @@ def _build_reference(cord_points: np.ndarray, pmj_ras) -> tuple:
 
 
 # ----------------------------------------------------------------------------------------------------- checks
-def _level_values(rootlets_zyx: np.ndarray, warnings: List[str]) -> None:
-    values = np.unique(rootlets_zyx)
-    values = values[values != 0]
+def _level_values(rootlets_zyx: np.ndarray, warnings: List[str]) -> set:
+    """Check the rootlet values; returns the set of level values 2..9 present."""
+    mask = rootlets_zyx != 0
+    box = _bbox(mask)
+    values = np.unique(_crop(rootlets_zyx, *box)[_crop(mask, *box)]) if box is not None else np.zeros(0)
     if len(values) == 0:
         raise UserError("The rootlet segmentation is empty (no non-zero voxel): segment the rootlets first or check the file.")
     bad = [v for v in values if not (1 <= v <= 9) or float(v) != int(v)]
@@ -236,6 +273,7 @@ def _level_values(rootlets_zyx: np.ndarray, warnings: List[str]) -> None:
     if 1 in values:
         n = int(np.count_nonzero(rootlets_zyx == 1))
         warnings.append(f"{n} rootlet voxels with value 1 (C1) were ignored: the level table covers C2..T1 (values 2..9).")
+    return {int(v) for v in values if 2 <= v <= 9}
 
 
 # ------------------------------------------------------------------------------------------------ computation
@@ -261,7 +299,7 @@ def compute_levels(
     progress(ProgressEvent("levels", 0, 4, "reading"))
     geometry = _Geometry(rootlets)
     rootlets_zyx = sitk.GetArrayViewFromImage(rootlets)
-    _level_values(rootlets_zyx, warnings)
+    present_anywhere = _level_values(rootlets_zyx, warnings)
 
     disc_points: List[DiscPoint] = []
     for disc in discs or []:
@@ -294,11 +332,11 @@ def compute_levels(
                 "No rootlet voxel lies within 3 voxels of the spinal cord mask: check that the rootlets and the cord "
                 "mask belong to the same scan."
             )
-        zyx = np.argwhere(used)
+        zyx = _argwhere(used)
     else:
         rows_method = "rootlets-only"
         warnings.append("not the paper's method (no spinal cord mask): levels use all rootlet voxels.")
-        zyx = np.argwhere(rootlets_zyx >= 2)
+        zyx = _argwhere((rootlets_zyx >= 2) & (rootlets_zyx <= 9))
     values = rootlets_zyx[tuple(zyx.T)].astype(int)
     keep = (values >= 2) & (values <= 9)
     zyx, values = zyx[keep], values[keep]
@@ -313,7 +351,6 @@ def compute_levels(
             continue
         s = s_all[sel]
         bounds[value] = {"rostral_S": float(s.max()), "caudal_S": float(s.min()), "n": int(sel.sum())}
-    present_anywhere = {int(v) for v in np.unique(rootlets_zyx) if 2 <= v <= 9}
     for value in sorted(present_anywhere - set(bounds)):
         warnings.append(
             f"Level {SPINAL_LEVEL_NAMES[value]} has rootlets but none within 3 voxels of the cord mask: it is left out."
@@ -566,7 +603,7 @@ def spinal_level_label_image(rootlets: sitk.Image, cord: sitk.Image, result: Lev
     geometry = _Geometry(cord)
     cord_zyx = sitk.GetArrayViewFromImage(cord)
     out = np.zeros(cord_zyx.shape, dtype=np.uint8)
-    zyx = np.argwhere(cord_zyx != 0)
+    zyx = _argwhere(cord_zyx != 0)
     s = geometry.s_of_zyx(zyx)
     labels = np.zeros(len(zyx), dtype=np.uint8)
     for row in sorted(result.spinal(), key=lambda r: r.label_value):
