@@ -16,7 +16,8 @@ Gapless method (SCT issue 5111): each level runs from its own rostral bound to t
 bound; the last level keeps its own caudal bound.
 
 Rootlets only (no cord mask): bounds from all rootlet voxels; every row says "rootlets-only" and a warning says it
-is not the paper's method. Positions are then on a vertical line through the rootlets' mean R, A.
+is not the paper's method. Positions are then on a vertical line through the rootlets' mean R, A (through the PMJ
+when one is given, so that PMJ distances are along S).
 
 Centerline: per axial slice (slices along the voxel axis closest to world S) holding cord, the centre of mass of
 the cord voxels (RAS mm), ordered rostral -> caudal; R and A are smoothed lightly along the cord (Gaussian,
@@ -371,6 +372,8 @@ def compute_levels(
     else:
         ras_used = geometry.ras_of_zyx(zyx)
         r, a = float(ras_used[:, 0].mean()), float(ras_used[:, 1].mean())
+        if pmj_ras is not None:  # a vertical line through the PMJ: distances from it are along S
+            r, a = pmj_ras[0], pmj_ras[1]
         line = np.array([[r, a, float(s_all.max())], [r, a, float(s_all.min())]])
         if pmj_ras is not None:
             warnings.append("Without a cord mask, distances from the PMJ are measured along the S axis, not the cord.")

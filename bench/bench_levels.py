@@ -8,7 +8,11 @@ Orientation: PSR (a sagittal acquisition, S along the 2nd voxel axis), so the ax
 Timed (median of --repeat runs, after one warm-up): `compute_levels` with discs and PMJ, and
 `spinal_level_label_image`; reading/writing files is not included (see `rootletseg levels` for that).
 
-Usage: .venv/bin/python bench/bench_levels.py [--repeat 5] [--orientation PSR]
+With --cli, also the wall time of the whole command (`python -m RootletSegLogic levels`, a fresh process: imports,
+reading the .nii.gz files, computing, writing TSV + JSON + label image), after writing the synthetic volume to a
+temporary folder.
+
+Usage: .venv/bin/python bench/bench_levels.py [--repeat 5] [--orientation PSR] [--cli]
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--orientation", default="PSR")
+    parser.add_argument("--cli", action="store_true", help="also time the `rootletseg levels` command on files")
     args = parser.parse_args(argv)
 
     import numpy as np  # noqa: F401
@@ -110,7 +115,36 @@ def main(argv=None) -> int:
     print(f"compute_levels       median {med_l:.3f} s (min {min(t_levels):.3f}, max {max(t_levels):.3f}, n={args.repeat})")
     print(f"label image          median {med_i:.3f} s (min {min(t_label):.3f}, max {max(t_label):.3f})")
     print(f"total                median {med_l + med_i:.3f} s  (goal < 1 s)")
+    if args.cli:
+        _bench_cli(rootlets, cord, discs, pmj, args.repeat)
     return 0
+
+
+def _bench_cli(rootlets, cord, discs, pmj, repeat: int) -> None:
+    import json
+    import subprocess
+    import tempfile
+
+    import SimpleITK as sitk
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sitk.WriteImage(rootlets, str(tmp / "rootlets.nii.gz"), True)
+        sitk.WriteImage(cord, str(tmp / "cord.nii.gz"), True)
+        points = {"coordinate_system": "RAS", "points": [{"value": d.value, "position": list(d.position_ras)}
+                                                        for d in discs] + [{"name": "PMJ", "position": list(pmj)}]}
+        (tmp / "discs.json").write_text(json.dumps(points))
+        times = []
+        for _ in range(repeat):
+            cmd = [sys.executable, "-m", "RootletSegLogic", "levels", "--rootlets", str(tmp / "rootlets.nii.gz"),
+                   "--cord", str(tmp / "cord.nii.gz"), "--disc-points", str(tmp / "discs.json"),
+                   "-o", str(tmp / "out.tsv"), "--json", str(tmp / "out.json"),
+                   "--label-image", str(tmp / "out_levels.nii.gz"), "--overwrite", "--progress", "none"]
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, cwd=str(REPO))
+            times.append(time.perf_counter() - t)
+        print(f"rootletseg levels    median {statistics.median(times):.3f} s wall (fresh process: imports, reading "
+              f"2 x .nii.gz, computing, writing TSV + JSON + label image; n={repeat})")
 
 
 if __name__ == "__main__":

@@ -311,6 +311,10 @@ def test_gapless_and_rootlets_only_on_pam50(sct_data):
     assert only.method == "rootlets-only" and all(r.method == "rootlets-only" for r in only.spinal())
     assert any("not the paper's method (no spinal cord mask)" in w for w in only.warnings)
     assert "C2" in [r.level for r in only.spinal()]  # all rootlet voxels count
+    for row in only.spinal():  # without a cord, PMJ distances run along S
+        assert row.rostral_pmj_mm == pytest.approx(pmj[2] - row.rostral_S_mm)
+        assert row.caudal_pmj_mm == pytest.approx(pmj[2] - row.caudal_S_mm)
+    assert any("along the S axis" in w for w in only.warnings)
 
 
 def _tiny(values_by_slice, shape=(12, 9, 9)):
