@@ -35,7 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__, imageio
-from .errors import UserError
+from .errors import Cancelled, UserError
 from .model_folder import Fold, ModelFolder
 from .progress import ProgressCallback, ProgressEvent, no_progress
 
@@ -244,7 +244,9 @@ class Segmenter:
         for index, (fold, path) in enumerate(folds):
             try:
                 checkpoint = torch.load(path, map_location=torch.device("cpu"), weights_only=False)
-            except Exception as error:
+            except Cancelled:
+                raise
+            except Exception as error:  # a damaged or foreign file: unpickling can fail in many ways
                 raise UserError(f"The checkpoint '{path}' could not be read ({type(error).__name__}): "
                                 "the file is damaged; download or copy the model again.") from None
             if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
