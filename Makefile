@@ -27,7 +27,8 @@ test: install
 	$(VENV)/bin/python -m pytest -q
 
 bench: install
-	$(VENV)/bin/python bench/run_all.py
+	$(VENV)/bin/python bench/bench_levels.py
+	$(VENV)/bin/python bench/bench_segment.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

@@ -59,22 +59,6 @@ def _provenance(args: argparse.Namespace) -> dict:
     return {"inputs": inputs, "method": args.method, "software": "rootletseg", "software_version": __version__}
 
 
-def _check_outputs(paths, overwrite: bool) -> None:
-    """Fail before any work when an output exists (without --overwrite), is named twice, or has no folder."""
-    from pathlib import Path
-
-    from .errors import UserError
-
-    targets = [Path(p).absolute() for p in paths]
-    if len(set(targets)) != len(targets):
-        raise UserError("Two outputs were given the same path: give each output its own file name.")
-    for target in targets:
-        if target.exists() and not overwrite:
-            raise UserError(f"The output '{target}' already exists: choose another name or pass --overwrite.")
-        if not target.parent.is_dir():
-            raise UserError(f"The output folder '{target.parent}' does not exist: create it first.")
-
-
 def run(args: argparse.Namespace, reporter) -> int:
     from pathlib import Path
 
@@ -89,7 +73,7 @@ def run(args: argparse.Namespace, reporter) -> int:
     outputs = [(name, path) for name, path in outputs if path]
     if args.label_image and not args.cord:
         raise UserError("--label-image needs --cord: the spinal level label image marks cord voxels.")
-    _check_outputs([p for _, p in outputs], args.overwrite)
+    imageio.check_outputs([p for _, p in outputs], args.overwrite)
 
     rootlets = imageio.read_label_map(args.rootlets, "rootlet segmentation")
     cord = imageio.read_label_map(args.cord, "spinal cord mask") if args.cord else None

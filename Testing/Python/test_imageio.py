@@ -147,3 +147,25 @@ def test_voxel_centres_and_ras_conversion():
     expected = [image.TransformIndexToPhysicalPoint(i) for i in ijk]
     assert np.allclose(imageio.voxel_centers_lps(image, ijk), expected)
     assert np.allclose(imageio.lps_to_ras([[1.0, 2.0, 3.0]]), [[-1.0, -2.0, 3.0]])
+
+
+def test_atomic_outputs_refuses_unwritten_outputs_and_uses_umask_permissions(tmp_path):
+    target = tmp_path / "table.tsv"
+    with pytest.raises(RuntimeError, match="not written"):
+        with imageio.atomic_outputs([target]):
+            pass
+    assert os.listdir(tmp_path) == []
+    imageio.write_text("a\tb\n", target)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(target).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_check_outputs_fails_before_any_work(tmp_path):
+    (tmp_path / "exists.nii.gz").write_bytes(b"x")
+    with pytest.raises(UserError, match="already exists"):
+        imageio.check_outputs([tmp_path / "new.nii.gz", tmp_path / "exists.nii.gz"])
+    with pytest.raises(UserError, match="does not exist"):
+        imageio.check_outputs([tmp_path / "nofolder" / "a.tsv"])
+    with pytest.raises(UserError, match="same path"):
+        imageio.check_outputs([tmp_path / "a.tsv", tmp_path / "a.tsv"])
