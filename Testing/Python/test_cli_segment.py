@@ -207,3 +207,15 @@ def test_signal_during_prediction_leaves_nothing(tmp_path, model_dir, sig, code)
     last = json.loads(rest.splitlines()[-1])
     assert last["type"] == "error" and last["exit_code"] == code
     assert [p.name for p in tmp_path.iterdir()] == ["big.nii.gz"]  # no output, no temporary file
+
+
+def test_real_mri_file_keeps_its_grid_exactly(tmp_path, model_dir, sct_data):
+    source = sct_data / "t2" / "t2.nii.gz"
+    out = tmp_path / "t2_rootlets.nii.gz"
+    done = run(source, "-o", out, "--model", model_dir, "--device", "cpu", "--progress", "none")
+    assert done.returncode == 0, done.stderr
+    labels, original = sitk.ReadImage(str(out)), sitk.ReadImage(str(source))
+    assert grid(labels) == grid(original)
+    sidecar = json.loads((tmp_path / "t2_rootlets.json").read_text())
+    assert sidecar["input"]["orientation"] == "PSR"  # stored sagittally; the model saw it as RAS
+    assert sidecar["orientation"]["used"] == "RAS"

@@ -185,3 +185,16 @@ def test_segment_file_refuses_existing_outputs_before_loading_the_model(tmp_path
     assert not (tmp_path / "t2_rootlets.nii.gz").exists()
     with pytest.raises(UserError, match="image suffix"):
         segment_file(source, tmp_path / "out.txt", model=str(tmp_path / "no_such_model"))
+
+
+def test_tta_mirrors_and_is_recorded(segmenter):
+    image = asymmetric_image()
+    events = []
+    tta = Segmenter(segmenter.model, device="cpu", tta=True)
+    labels = tta.segment(image, events.append)
+    assert tta.settings["tta"] is True and tta.settings["mirror_axes"] == [0, 1, 2]
+    assert grid(labels) == grid(image)
+    plain = sitk.GetArrayFromImage(segmenter.segment(image))
+    assert not np.array_equal(sitk.GetArrayFromImage(labels), plain)  # the mirrored passes changed the result
+    predict = [e for e in events if e.stage == "predict"]
+    assert predict[-1].done == predict[-1].total  # one event per tile, mirrors included in the tile
