@@ -14,7 +14,8 @@ Measured per case (the child is `python -m RootletSegLogic segment ... --progres
   cpu       user + sys seconds of the child and its descendants (getrusage(RUSAGE_CHILDREN) delta);
   rss       peak resident memory of the child (ru_maxrss from wait4), MiB.
 
-Usage: .venv/bin/python bench/bench_segment.py [--tta] [--cases demo,full] [--device cpu] [--keep DIR]
+Usage: .venv/bin/python bench/bench_segment.py [--tta] [--cases demo,full] [--device cpu] [--demo-model DIR]
+       [--keep DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "Testing" / "Python"))
 
 
-def prepare_demo(work: Path):
+def prepare_demo(work: Path, demo_model: str = None):
     from RootletSegLogic.models import EMBEDDED_DEMO_PATH
     from RootletSegLogic.phantom import make_phantom, write_phantom
 
-    if not EMBEDDED_DEMO_PATH.is_dir():
+    if demo_model is None and not EMBEDDED_DEMO_PATH.is_dir():
         return None
     paths = write_phantom(make_phantom(seed=0), work / "demo")
-    return Path(paths["image"]), "demo"
+    return Path(paths["image"]), demo_model or "demo"
 
 
 def prepare_full(work: Path):
@@ -105,6 +106,7 @@ def main() -> int:
     parser.add_argument("--tta", action="store_true", help="also run each case with --tta")
     parser.add_argument("--cases", default="demo,full", help="comma-separated: demo, full")
     parser.add_argument("--device", default="cpu", help="device for segment (default cpu)")
+    parser.add_argument("--demo-model", help="model folder for the demo case (default: the embedded demo model)")
     parser.add_argument("--keep", help="work folder to keep (default: a temporary folder, removed)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
@@ -114,7 +116,7 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         rows = []
         for case in args.cases.split(","):
-            prepared = {"demo": prepare_demo, "full": prepare_full}[case](work)
+            prepared = prepare_demo(work, args.demo_model) if case == "demo" else prepare_full(work)
             if prepared is None:
                 print(f"[{case}] skipped: the demo model (Resources/Models/demo) is not present", file=sys.stderr)
                 continue
