@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -312,3 +314,28 @@ def test_segmentation_output_errors():
     Finished.returncode, Finished.result = 0, {"segmentation": "/no/such/file.nii.gz"}
     with pytest.raises(UserError, match="without writing"):
         gui_support.segmentation_output(Finished())
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX process groups")
+def test_cancel_of_a_real_segmentation(core, phantom, segmentation_model):
+    """Cancel during a real `rootletseg segment` run: the CLI stops on SIGTERM (exit 143, its "cancelled" error
+    event), no process of its group is left, and the temporary folder (input and output) is gone."""
+    volume = _volume_with_transform(core, phantom)
+    runner = gui_support.start_segmentation(volume, segmentation_model, device="cpu", python=sys.executable,
+                                            grace_s=30.0)
+    temporary = runner.temporary_paths[0]
+    seen = []
+    deadline = time.monotonic() + 300
+    while not any(e["type"] == "progress" for e in seen) and time.monotonic() < deadline:
+        seen += runner.poll()
+        assert not any(e["type"] == "finished" for e in seen), runner.stderr_text
+        time.sleep(0.02)
+    runner.cancel()
+    events = seen + runner.wait(timeout=60)
+    assert runner.cancelled and runner.returncode == 143, runner.stderr_text
+    assert {"type": "error", "message": "cancelled", "exit_code": 143} in events
+    assert events[-1]["type"] == "finished" and events[-1]["cancelled"]
+    assert not temporary.exists()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(runner.pid, 0)
+    runner.close()
