@@ -114,20 +114,16 @@ def test_dependency_plan():
     assert not dependencies.install_plan([], True).needed
 
 
-def test_nnunet_pip_arguments_pin_the_installed_torch(tmp_path):
+def test_nnunet_pip_arguments_pin_the_installed_torch(tmp_path, monkeypatch):
     """The constraint file pins the torch that is installed, so pip keeps that build."""
     constraint = dependencies.torch_constraint_file(tmp_path, "2.5.1+cu121")
     assert constraint.read_text() == "torch==2.5.1+cu121\n"
     assert dependencies.nnunet_pip_arguments(constraint) == ["nnunetv2>=2.5,<2.9", "--constraint", str(constraint)]
     installed = dependencies.torch_constraint_file(tmp_path)
-    assert installed.read_text().startswith("torch==" + dependencies.installed_version("torch"))
-    with pytest.raises(RuntimeError):
-        dependencies.torch_constraint_file(tmp_path, "") if dependencies.installed_version("torch") is None else (
-            _raise_runtime())
-
-
-def _raise_runtime():
-    raise RuntimeError("torch is installed here; the missing-torch branch is covered by the empty version above")
+    assert installed.read_text() == "torch==" + dependencies.installed_version("torch") + "\n"
+    monkeypatch.setattr(dependencies, "installed_version", lambda name: None)
+    with pytest.raises(RuntimeError, match="torch is not installed"):
+        dependencies.torch_constraint_file(tmp_path)
 
 
 def test_requirements_match_pyproject():
