@@ -63,6 +63,8 @@ def register(subparsers) -> None:
                         help="sliding-window tile step as a fraction of the patch size (default 0.5)")
     parser.add_argument("--folds", type=parse_folds, default=None, metavar="all|0,1,..",
                         help="which folds of the model to ensemble (default: all present)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the network (default: all CPUs; fewer can be faster on a busy machine)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_level_arguments(parser)
     add_progress_option(parser)
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace, reporter) -> int:
 
     outputs = segment_file(
         args.image, args.output, model=args.model, device=args.device, tta=args.tta, step=args.step,
-        folds=args.folds, overwrite=args.overwrite, progress=reporter, warn=reporter.warning,
+        folds=args.folds, overwrite=args.overwrite, progress=reporter, warn=reporter.warning, threads=args.threads,
     )
     outputs = after_segmentation(args, outputs, reporter)
     reporter.result(outputs)

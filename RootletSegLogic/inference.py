@@ -121,6 +121,15 @@ def check_step(step: float) -> float:
     return step
 
 
+def check_threads(threads: Optional[int]) -> int:
+    """CPU threads for PyTorch: `threads`, or every CPU when None."""
+    if threads is None:
+        return os.cpu_count() or 1
+    if int(threads) < 1:
+        raise UserError(f"The thread count {threads} is not valid: give 1 or more.")
+    return int(threads)
+
+
 def resolve_device(device: str = "auto"):
     """`torch.device` for "auto" (cuda, else mps, else cpu), "cpu", "cuda" or "mps"; UserError when unavailable."""
     import torch
@@ -196,14 +205,16 @@ class Segmenter:
 
     `model`: a validated ModelFolder (its `checkpoints` are the ensemble). `device`: "auto", "cpu", "cuda", "mps".
     `tta`: mirroring test-time augmentation (off by default, as SCT). `step`: sliding-window tile step as a fraction
-    of the patch size (0.5, as SCT).
+    of the patch size (0.5, as SCT). `threads`: CPU threads for PyTorch (default: all CPUs; on a machine shared with
+    other work, fewer threads can be much faster, as PyTorch's threads wait on each other).
     """
 
     def __init__(self, model: ModelFolder, device: str = "auto", tta: bool = False, step: float = DEFAULT_STEP,
-                 progress: Optional[ProgressCallback] = None):
+                 progress: Optional[ProgressCallback] = None, threads: Optional[int] = None):
         progress = progress or no_progress
         self.model = model
         self.step = check_step(step)
+        self.threads = check_threads(threads)
         self.tta = bool(tta)
         self.requested_device = device
         self.device = resolve_device(device)
@@ -219,7 +230,7 @@ class Segmenter:
 
         model = self.model
         if self.device.type == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
+            torch.set_num_threads(self.threads)
         folds = list(model.checkpoints.items())
         progress(ProgressEvent("load", 0, len(folds), "building the network"))
         try:
@@ -279,6 +290,7 @@ class Segmenter:
         return {
             "device": self.device.type,
             "device_requested": self.requested_device,
+            "threads": self.threads if self.device.type == "cpu" else None,
             "tta": self.tta,
             "mirror_axes": list(self.mirror_axes) if self.mirror_axes else None,
             "step": self.step,
@@ -318,14 +330,15 @@ class Segmenter:
 
 
 def segment_image(image: sitk.Image, model: ModelFolder, device: str = "auto", tta: bool = False,
-                  step: float = DEFAULT_STEP, progress: Optional[ProgressCallback] = None) -> sitk.Image:
+                  step: float = DEFAULT_STEP, progress: Optional[ProgressCallback] = None,
+                  threads: Optional[int] = None) -> sitk.Image:
     """Rootlet label map (uint8, value = spinal level) of a 3D image, on exactly the input grid.
 
     `image` may have any orientation, oblique included; `model` is a validated ModelFolder (all of its folds are
     ensembled; restrict with `model.select_folds`). Stages reported: load, preprocess, predict (one event per
     sliding-window tile per fold), export.
     """
-    return Segmenter(model, device, tta, step, progress).segment(image, progress)
+    return Segmenter(model, device, tta, step, progress, threads).segment(image, progress)
 
 
 # ------------------------------------------------------------------------------------------------ model lookup
@@ -430,7 +443,8 @@ def build_sidecar(input_path: Path, output_path: Path, image: sitk.Image, model:
 def segment_file(input_path: Union[str, os.PathLike], output_path: Union[str, os.PathLike, None] = None,
                  model: Union[str, os.PathLike, ModelFolder] = DEFAULT_MODEL, device: str = "auto", tta: bool = False,
                  step: float = DEFAULT_STEP, folds: Optional[Sequence[Fold]] = None, overwrite: bool = False,
-                 progress: Optional[ProgressCallback] = None, warn: Optional[WarnCallback] = None) -> Dict[str, str]:
+                 progress: Optional[ProgressCallback] = None, warn: Optional[WarnCallback] = None,
+                 threads: Optional[int] = None) -> Dict[str, str]:
     """Segment an image file; write the label map and its JSON sidecar all-or-nothing.
 
     Output: `output_path`, default `<stem>_rootlets.nii.gz` beside the input, and `<output stem>.json` beside it.
@@ -448,9 +462,10 @@ def segment_file(input_path: Union[str, os.PathLike], output_path: Union[str, os
         raise UserError(f"The output '{output_path}' would replace the input image: choose another output name.")
     _check_outputs_free([output_path, sidecar_path], overwrite)
     check_step(step)
+    check_threads(threads)
     resolve_device(device)  # an unavailable device fails before any download or loading
     model_folder = resolve_model(model, progress=progress, warn=warn).select_folds(folds)
-    segmenter = Segmenter(model_folder, device, tta, step, progress)
+    segmenter = Segmenter(model_folder, device, tta, step, progress, threads)
     labels = segmenter.segment(image, progress, finish_export=False)
     sidecar = build_sidecar(input_path, output_path, image, model_folder, segmenter, labels)
     with imageio.atomic_outputs([output_path, sidecar_path], overwrite) as (tmp_labels, tmp_sidecar):

@@ -14,7 +14,8 @@ Measured per case (the child is `python -m RootletSegLogic segment ... --progres
   cpu       user + sys seconds of the child and its descendants (getrusage(RUSAGE_CHILDREN) delta);
   rss       peak resident memory of the child (ru_maxrss from wait4), MiB.
 
-Usage: .venv/bin/python bench/bench_segment.py [--tta] [--cases demo,full] [--device cpu] [--demo-model DIR]
+Usage: .venv/bin/python bench/bench_segment.py [--tta] [--cases demo,full] [--device cpu] [--threads 1,2]
+       [--demo-model DIR]
        [--keep DIR] [--json FILE]
 """
 
@@ -65,10 +66,11 @@ def prepare_full(work: Path):
     return path, str(model)
 
 
-def run_case(image: Path, model: str, device: str, tta: bool) -> dict:
+def run_case(image: Path, model: str, device: str, tta: bool, threads=None) -> dict:
     output = image.parent / f"out_{'tta' if tta else 'plain'}_rootlets.nii.gz"
     args = [sys.executable, "-m", "RootletSegLogic", "segment", str(image), "-o", str(output), "--model", model,
             "--device", device, "--progress", "json", "--overwrite"] + (["--tta"] if tta else [])
+    args += ["--threads", str(threads)] if threads else []
     env = dict(os.environ, PYTHONPATH=str(REPO))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -106,6 +108,8 @@ def main() -> int:
     parser.add_argument("--tta", action="store_true", help="also run each case with --tta")
     parser.add_argument("--cases", default="demo,full", help="comma-separated: demo, full")
     parser.add_argument("--device", default="cpu", help="device for segment (default cpu)")
+    parser.add_argument("--threads", default="", help="comma-separated thread counts to compare (default: segment's "
+                        "own default, all CPUs)")
     parser.add_argument("--demo-model", help="model folder for the demo case (default: the embedded demo model)")
     parser.add_argument("--keep", help="work folder to keep (default: a temporary folder, removed)")
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -121,20 +125,21 @@ def main() -> int:
                 print(f"[{case}] skipped: the demo model (Resources/Models/demo) is not present", file=sys.stderr)
                 continue
             image, model = prepared
-            for tta in ([False, True] if args.tta else [False]):
-                print(f"[{case}{' tta' if tta else ''}] running ...", file=sys.stderr, flush=True)
-                numbers = run_case(image, model, args.device, tta)
-                rows.append({"case": case, "tta": tta, **numbers})
+            for threads in [int(t) for t in args.threads.split(",") if t] or [None]:
+                for tta in ([False, True] if args.tta else [False]):
+                    print(f"[{case}{' tta' if tta else ''}] running ...", file=sys.stderr, flush=True)
+                    numbers = run_case(image, model, args.device, tta, threads)
+                    rows.append({"case": case, "tta": tta, "threads": threads or os.cpu_count(), **numbers})
 
     cpus = os.cpu_count()
     load = os.getloadavg()
     print(f"\nrootletseg segment, device {args.device}; {platform.processor() or platform.machine()}, {cpus} CPUs, "
           f"load average at end {load[0]:.2f}")
-    header = f"{'case':<6} {'tta':<4} {'tiles':>6} {'wall s':>8} {'predict s':>10} {'cpu s':>8} {'peak RSS MiB':>13}"
+    header = f"{'case':<6} {'tta':<4} {'threads':>7} {'tiles':>6} {'wall s':>8} {'predict s':>10} {'cpu s':>8} {'peak RSS MiB':>13}"
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['case']:<6} {'yes' if row['tta'] else 'no':<4} {row['tiles']:>6} {row['wall_s']:>8.1f} "
+        print(f"{row['case']:<6} {'yes' if row['tta'] else 'no':<4} {row['threads']:>7} {row['tiles']:>6} {row['wall_s']:>8.1f} "
               f"{row['predict_s']:>10.1f} {row['cpu_s']:>8.1f} {row['rss_mib']:>13.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def command(*args) -> list:
-    return [sys.executable, "-m", "RootletSegLogic", "segment", *map(str, args)]
+    # one thread: the tiny test network is far slower with 2 threads on a machine busy with other work
+    return [sys.executable, "-m", "RootletSegLogic", "segment", *map(str, args), "--threads", "1"]
 
 
 def environment() -> dict:
@@ -104,7 +105,7 @@ def test_formats_outputs_sidecar_and_json_progress(tmp_path, model_dir, name, ex
     sidecar = json.loads(side_path.read_text())
     assert sidecar["input"]["path"] == str(source)
     assert sidecar["model"]["folds"] == ["0"] and sidecar["model"]["trusted"] is False
-    assert sidecar["settings"] == {"device": "cpu", "device_requested": "cpu", "tta": False, "mirror_axes": None,
+    assert sidecar["settings"] == {"device": "cpu", "device_requested": "cpu", "threads": 1, "tta": False, "mirror_axes": None,
                                    "step": 0.5, "gaussian": True, "postprocessing": None, "folds": ["0"]}
     assert sidecar["orientation"]["used"] == "RAS" and sidecar["orientation"]["input"] == "RIP"
     assert set(sidecar["software"]) >= {"rootletseg", "nnunetv2", "torch"}

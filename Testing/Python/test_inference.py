@@ -1,4 +1,4 @@
-"""Inference core: real nnU-Net inference (tiny untrained network, or the demo model when present), no mocks.
+"""Inference core: real nnU-Net inference (tiny untrained network; the demo model too when present), no mocks.
 
 The key property: the segmentation does not depend on how the image is stored. The same voxels written in any of
 the 48 axis-aligned orientations, or with an oblique direction, give the same label map once mapped back, and the
@@ -45,16 +45,19 @@ def asymmetric_image(shape_xyz=(22, 18, 26), spacing=(0.9, 1.1, 1.3), origin=(12
     return image
 
 
+def demo_model_present() -> bool:
+    return DEMO.is_dir() and any(DEMO.glob("*/plans.json"))
+
+
 @pytest.fixture(scope="module")
 def model_root(tmp_path_factory):
-    if (DEMO / "nnUNetTrainer__nnUNetPlans__3d_fullres").exists() or any(DEMO.glob("*/plans.json")):
-        return DEMO
+    """A tiny untrained model (fast, deterministic, not flip-equivariant): the full orientation sweep runs on it."""
     return make_model_folder(tmp_path_factory.mktemp("model"), small_plans(), seed=0)
 
 
 @pytest.fixture(scope="module")
 def segmenter(model_root):
-    return Segmenter(load_model_folder(model_root), device="cpu")
+    return Segmenter(load_model_folder(model_root), device="cpu", threads=1)
 
 
 def grid(image: sitk.Image):
@@ -101,6 +104,26 @@ def test_all_48_orientations_and_oblique_give_the_same_segmentation(segmenter):
         assert np.array_equal(sitk.GetArrayFromImage(labels), expected), code
 
 
+@pytest.mark.skipif(not demo_model_present(), reason="the demo model (Resources/Models/demo) is not built")
+def test_demo_model_on_the_phantom_in_several_orientations():
+    """The embedded demo model (1 tile of 128x48x48 per run, ~1.5 s on 2 cores): a subset of orientations + oblique."""
+    from RootletSegLogic.phantom import make_phantom
+
+    image = make_phantom(seed=3).image
+    demo = Segmenter(load_model_folder(DEMO), device="cpu", threads=1)
+    reference = sitk.GetArrayFromImage(demo.segment(image))
+    assert len(np.unique(reference)) >= 3  # a trained model finds several levels in the phantom
+    code = imageio.axcodes_of(image)
+    for other in ("LPS", "PSR", "IRP", "ASL"):
+        labels = demo.segment(imageio.reorient(image, other))
+        assert np.array_equal(sitk.GetArrayFromImage(imageio.reorient(labels, code)), reference), other
+    oblique = sitk.Image(image)
+    oblique.SetDirection(tuple((rotation((6, -4, 9)) @ imageio.direction_matrix(image)).ravel()))
+    labels = demo.segment(oblique)
+    assert grid(labels) == grid(oblique)
+    assert np.array_equal(sitk.GetArrayFromImage(labels), reference)
+
+
 def test_model_orientation_is_honoured(tmp_path):
     plans = small_plans()
     lpi = load_model_folder(make_model_folder(tmp_path / "lpi", plans, dataset_json(image_orientation="LPI")))
@@ -109,11 +132,11 @@ def test_model_orientation_is_honoured(tmp_path):
     assert model_orientation(lpi) == model_orientation(none) == "RAS"
     assert model_orientation(rpi) == "LAS"
     image = imageio.reorient(asymmetric_image(), "PIL")
-    a, b, c = (sitk.GetArrayFromImage(segment_image(image, m, device="cpu")) for m in (lpi, none, rpi))
+    a, b, c = (sitk.GetArrayFromImage(segment_image(image, m, device="cpu", threads=1)) for m in (lpi, none, rpi))
     assert np.array_equal(a, b)  # SCT's default "LPI" is this project's "RAS"
     assert not np.array_equal(a, c)  # the network sees x flipped: an untrained net is not flip-equivariant
     # and the RPI model still maps back exactly: same result from any storage orientation
-    again = segment_image(imageio.reorient(image, "SAR"), rpi, device="cpu")
+    again = segment_image(imageio.reorient(image, "SAR"), rpi, device="cpu", threads=1)
     assert np.array_equal(sitk.GetArrayFromImage(imageio.reorient(again, "PIL")), c)
 
 
@@ -122,7 +145,7 @@ def test_progress_counts_every_tile_of_every_fold(tmp_path):
     assert model.folds == [0, 1]
     events = []
     image = asymmetric_image((40, 20, 20))
-    labels = segment_image(image, model, device="cpu", progress=events.append)
+    labels = segment_image(image, model, device="cpu", progress=events.append, threads=1)
     stages = [e.stage for e in events]
     assert stages[0] == "load" and stages[-1] == "export"
     order = ["load", "preprocess", "predict", "export"]
@@ -133,7 +156,7 @@ def test_progress_counts_every_tile_of_every_fold(tmp_path):
     assert [e.done for e in predict] == list(range(0, total + 1))
     assert all(e.total == total for e in predict)
     # the ensemble is not fold 0 alone (both folds were used)
-    single = segment_image(image, model.select_folds([0]), device="cpu")
+    single = segment_image(image, model.select_folds([0]), device="cpu", threads=1)
     assert grid(single) == grid(labels)
     assert not np.array_equal(sitk.GetArrayFromImage(single), sitk.GetArrayFromImage(labels))
 
@@ -155,7 +178,7 @@ def test_segment_file_writes_label_map_and_sidecar(tmp_path, model_root):
     image = imageio.reorient(asymmetric_image(), "RPI")
     source = tmp_path / "sub-01_T2w_0000.nii"
     sitk.WriteImage(image, str(source))
-    outputs = segment_file(source, model=str(model_root), device="cpu", warn=lambda _m: None)
+    outputs = segment_file(source, model=str(model_root), device="cpu", warn=lambda _m: None, threads=1)
     seg_path = tmp_path / "sub-01_T2w_rootlets.nii.gz"
     side_path = tmp_path / "sub-01_T2w_rootlets.json"
     assert default_output_path(source) == seg_path and sidecar_path_for(seg_path) == side_path
@@ -180,7 +203,7 @@ def test_segment_file_refuses_existing_outputs_before_loading_the_model(tmp_path
     (tmp_path / "t2_rootlets.json").write_text("{}")
     # the model does not exist: the output check must come first
     with pytest.raises(UserError, match="already exists"):
-        segment_file(source, model=str(tmp_path / "no_such_model"), device="cpu")
+        segment_file(source, model=str(tmp_path / "no_such_model"), device="cpu", threads=1)
     assert (tmp_path / "t2_rootlets.json").read_text() == "{}"
     assert not (tmp_path / "t2_rootlets.nii.gz").exists()
     with pytest.raises(UserError, match="image suffix"):
@@ -190,7 +213,7 @@ def test_segment_file_refuses_existing_outputs_before_loading_the_model(tmp_path
 def test_tta_mirrors_and_is_recorded(segmenter):
     image = asymmetric_image()
     events = []
-    tta = Segmenter(segmenter.model, device="cpu", tta=True)
+    tta = Segmenter(segmenter.model, device="cpu", tta=True, threads=1)
     labels = tta.segment(image, events.append)
     assert tta.settings["tta"] is True and tta.settings["mirror_axes"] == [0, 1, 2]
     assert grid(labels) == grid(image)
