@@ -25,13 +25,14 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default="rootletseg_demo", help="output folder (default: ./rootletseg_demo)")
     parser.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing files in the output folder")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the network (default: all CPUs)")
     add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, reporter) -> int:
     from .errors import UserError
-    from .inference import default_output_path, segment_file, sidecar_path_for
+    from .inference import default_output_path, resolve_model, segment_file, sidecar_path_for
     from .phantom import make_phantom, write_phantom
     from .progress import ProgressEvent
 
@@ -45,12 +46,13 @@ def run(args: argparse.Namespace, reporter) -> int:
         for path in (default_output_path(image_path), sidecar_path_for(default_output_path(image_path))):
             if path.exists():
                 raise UserError(f"The output '{path}' already exists: choose another --out or pass --overwrite.")
+    model = resolve_model("demo", progress=reporter, warn=reporter.warning)  # a missing model fails before writing
     reporter(ProgressEvent("phantom", 0, 1, f"seed {args.seed}"))
     phantom = make_phantom(seed=args.seed)
     written = {f"phantom_{name}": str(path) for name, path in write_phantom(phantom, out_dir, args.overwrite).items()}
     reporter(ProgressEvent("phantom", 1, 1, str(out_dir)))
-    outputs = segment_file(written["phantom_image"], model="demo", overwrite=args.overwrite,
-                           progress=reporter, warn=reporter.warning)
+    outputs = segment_file(written["phantom_image"], model=model, overwrite=args.overwrite,
+                           progress=reporter, warn=reporter.warning, threads=args.threads)
     outputs.update(written)
     # Levels: the spinal-level table (from outputs["segmentation"] and outputs["phantom_cord"]) is added here by
     # the levels work; until then the demo stops at the segmentation.

@@ -25,7 +25,7 @@ def run_demo(*args) -> subprocess.CompletedProcess:
 
 def test_demo_writes_phantom_and_segmentation(tmp_path):
     out = tmp_path / "demo"
-    done = run_demo("--out", out, "--progress", "json")
+    done = run_demo("--out", out, "--progress", "json", "--threads", "1")
     assert done.returncode == 0, done.stderr
     messages = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     assert messages[-1]["type"] == "result"
