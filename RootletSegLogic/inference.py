@@ -372,16 +372,6 @@ def _check_output_path(output_path: Path) -> None:
                         f"end it with {', '.join(WRITABLE_SUFFIXES)}.")
 
 
-def _check_outputs_free(paths: Sequence[Path], overwrite: bool) -> None:
-    for path in paths:
-        if path.exists() and not overwrite:
-            raise UserError(f"The output '{path}' already exists: choose another name or pass --overwrite.")
-        if path.is_dir():
-            raise UserError(f"The output '{path}' is a folder: give a file name.")
-        if not path.parent.is_dir():
-            raise UserError(f"The output folder '{path.parent}' does not exist: create it first.")
-
-
 def _checkpoint_record(model: ModelFolder) -> Dict[str, dict]:
     record = {}
     for fold, path in model.checkpoints.items():
@@ -460,7 +450,7 @@ def segment_file(input_path: Union[str, os.PathLike], output_path: Union[str, os
     sidecar_path = sidecar_path_for(output_path)
     if output_path.absolute() == input_path.absolute() or sidecar_path.absolute() == input_path.absolute():
         raise UserError(f"The output '{output_path}' would replace the input image: choose another output name.")
-    _check_outputs_free([output_path, sidecar_path], overwrite)
+    imageio.check_outputs([output_path, sidecar_path], overwrite)  # fail before any loading
     check_step(step)
     check_threads(threads)
     resolve_device(device)  # an unavailable device fails before any download or loading
