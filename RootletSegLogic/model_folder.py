@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from .errors import UserError
 
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
-_TRAINER_FOLDER = re.compile(r"^nnUNetTrainer[^_]*__.+__3d_fullres$")
+_TRAINER_FOLDER = re.compile(r"^nnUNetTrainer\w*?__[^_].*__3d_fullres$")
 _FOLD_FOLDER = re.compile(r"^fold_(all|\d+)$")
 
 Fold = Union[int, str]
@@ -99,6 +99,18 @@ def _read_json(path: Path) -> dict:
         raise UserError(f"The model file '{path}' is not valid JSON ({error}).") from None
 
 
+def _check_consecutive_labels(labels: dict, trainer_dir: Path) -> None:
+    """nnU-Net v2's output value is the class index, so plain (non-region) labels must be 0..N without gaps."""
+    plain = [v for v in labels.values() if isinstance(v, int)]
+    if len(plain) != len(labels):
+        return  # region-based labels (lists of values) follow nnU-Net's regions_class_order instead
+    if sorted(plain) != list(range(len(plain))):
+        raise UserError(
+            f"The model's dataset.json in '{trainer_dir}' has label values {sorted(plain)}: nnU-Net v2 needs "
+            "consecutive values 0..N, so this is not a valid nnU-Net v2 model."
+        )
+
+
 def _fold_key(name: str) -> Fold:
     value = _FOLD_FOLDER.match(name).group(1)
     return "all" if value == "all" else int(value)
@@ -113,6 +125,7 @@ def load_model_folder(root: Union[str, Path], metadata: Optional[dict] = None) -
         raise UserError(f"The model's plans.json in '{trainer_dir}' has no 3d_fullres configuration.")
     if "labels" not in dataset_json:
         raise UserError(f"The model's dataset.json in '{trainer_dir}' has no 'labels' entry.")
+    _check_consecutive_labels(dataset_json["labels"], trainer_dir)
     fold_dirs = sorted(
         (p for p in trainer_dir.iterdir() if p.is_dir() and _FOLD_FOLDER.match(p.name)),
         key=lambda p: (p.name != "fold_all", str(_fold_key(p.name)).zfill(4)),

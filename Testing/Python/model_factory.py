@@ -33,9 +33,13 @@ TRAINER_FOLDER = "nnUNetTrainer__nnUNetPlans__3d_fullres"
 
 
 def rootlet_labels(levels: Sequence[int] = range(2, 10)) -> Dict[str, int]:
-    """dataset.json labels as the RootletSeg model names them: background 0, lvl2 (C2) ... lvl9 (T1)."""
+    """dataset.json labels as the RootletSeg model names them: background 0, lvl1 .. lvl9 (C2 = 2 .. T1 = 9).
+
+    nnU-Net v2 needs consecutive label values (its output value is the class index), so lvl1 is declared
+    although no level-1 rootlets exist; a model trained on them never predicts it.
+    """
     labels = {"background": 0}
-    labels.update({f"lvl{value}": value for value in levels})
+    labels.update({f"lvl{value}": value for value in range(1, max(levels) + 1)})
     return labels
 
 

@@ -24,7 +24,7 @@ def make_model_dir(root: Path, folds: Iterable[Union[int, str]] = (0,), trainer:
 
     trainer_dir = Path(root) / trainer
     trainer_dir.mkdir(parents=True)
-    labels = {"background": 0, **{f"lvl{v}": v for v in range(2, max_label + 1)}}
+    labels = {"background": 0, **{f"lvl{v}": v for v in range(1, max_label + 1)}}  # nnU-Net: consecutive
     (trainer_dir / "dataset.json").write_text(json.dumps({
         "channel_names": {"0": "T2w"}, "labels": labels, "numTraining": 2, "file_ending": ".nii.gz",
     }))
