@@ -45,65 +45,18 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _provenance(args: argparse.Namespace) -> dict:
-    from . import __version__
-    from .imageio import file_sha256
-
-    inputs = {}
-    for key in ("rootlets", "cord", "discs", "disc_points", "pmj"):
-        path = getattr(args, key)
-        if path:
-            from pathlib import Path
-
-            inputs[key] = {"path": str(Path(path).absolute()), "sha256": file_sha256(path)}
-    return {"inputs": inputs, "method": args.method, "software": "rootletseg", "software_version": __version__}
-
-
 def run(args: argparse.Namespace, reporter) -> int:
     from pathlib import Path
 
-    import SimpleITK as sitk
+    from .level_files import LevelInputs, LevelOutputs, levels_from_files_to_files
 
-    from . import discs as discs_module
-    from . import export, imageio, levels
-    from .errors import UserError
+    def path(value):
+        return Path(value) if value else None
 
-    outputs = [("table", args.output), ("planning_json", args.json), ("markups", args.markups),
-               ("pairings", args.pairings), ("label_image", args.label_image)]
-    outputs = [(name, path) for name, path in outputs if path]
-    if args.label_image and not args.cord:
-        raise UserError("--label-image needs --cord: the spinal level label image marks cord voxels.")
-    imageio.check_outputs([p for _, p in outputs], args.overwrite)
-
-    rootlets = imageio.read_label_map(args.rootlets, "rootlet segmentation")
-    cord = imageio.read_label_map(args.cord, "spinal cord mask") if args.cord else None
-    disc_points, pmj = [], None
-    if args.discs:
-        disc_points, pmj = discs_module.landmarks_from_label_image(imageio.read_label_map(args.discs, "disc label image"))
-    elif args.disc_points:
-        disc_points, pmj = discs_module.read_landmarks(args.disc_points)
-    if args.pmj:
-        pmj = discs_module.pmj_from_label_image(imageio.read_label_map(args.pmj, "PMJ label image"))
-
-    result = levels.compute_levels(rootlets, cord, disc_points, pmj, method=args.method, progress=reporter)
-    result.provenance = _provenance(args)
-    label_image = levels.spinal_level_label_image(rootlets, cord, result) if args.label_image else None
-    for warning in result.warnings:
-        reporter.warning(warning)
-
-    targets = {name: Path(path).absolute() for name, path in outputs}
-    with imageio.atomic_outputs([p for _, p in outputs], args.overwrite) as temporaries:
-        tmp = {name: t for (name, _), t in zip(outputs, temporaries)}
-        if label_image is not None:
-            sitk.WriteImage(label_image, str(tmp["label_image"]), True)
-        export.write_level_outputs(
-            result,
-            tsv_path=tmp["table"],
-            json_path=tmp.get("planning_json"),
-            markups_path=tmp.get("markups"),
-            pairings_path=tmp.get("pairings"),
-            overwrite=True,  # only our own temporary files are replaced; the user's files are checked above
-            provenance=result.provenance,
-        )
-    reporter.result({name: str(path) for name, path in targets.items()})
+    inputs = LevelInputs(path(args.rootlets), path(args.cord), path(args.discs), path(args.disc_points), path(args.pmj))
+    outputs = LevelOutputs(path(args.output), path(args.json), path(args.markups), path(args.pairings),
+                           path(args.label_image))
+    _, written = levels_from_files_to_files(inputs, outputs, args.method, args.overwrite,
+                                            progress=reporter, warn=reporter.warning)
+    reporter.result(written)
     return 0

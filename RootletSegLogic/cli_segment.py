@@ -2,9 +2,10 @@
 
 Heavy imports (torch, nnU-Net) happen inside `run`, so `rootletseg --help` stays instant.
 
-Hooks for spinal levels: `add_level_arguments` adds the options that take the inputs levels need (--cord, --discs,
---pmj) and `after_segmentation` turns the label map into level outputs. Both do nothing yet; the levels work fills
-them in (the segmentation itself must not depend on them).
+With --cord and/or --discs/--disc-points (and --pmj), the levels are computed from the new segmentation too and
+written beside it as `<stem>_levels.tsv`, `_levels.json`, `_levels.mrk.json`, `_pairings.tsv` (and, with a cord,
+`_levels.nii.gz`): the same outputs as `rootletseg levels`. Level inputs and outputs are checked before the
+(long) segmentation starts.
 """
 
 from __future__ import annotations
@@ -31,13 +32,34 @@ def parse_folds(text: str):
 
 
 def add_level_arguments(parser: argparse.ArgumentParser) -> None:
-    """Hook for the levels step (--cord/--discs/--pmj): adds nothing yet."""
+    """Options that make `segment` also write the level outputs (as `rootletseg levels` does)."""
+    group = parser.add_argument_group("levels (optional: also write the level table from the new segmentation)")
+    group.add_argument("--cord", metavar="C.nii.gz", help="spinal cord mask on the image grid (paper method)")
+    discs = group.add_mutually_exclusive_group()
+    discs.add_argument("--discs", metavar="D.nii.gz", help="SCT disc label image (2 = C1/C2, 3 = C2/C3, ..., 50 = PMJ)")
+    discs.add_argument("--disc-points", metavar="P.json", help="disc points: .csv/.tsv/.json/.mrk.json")
+    group.add_argument("--pmj", metavar="PMJ.nii.gz", help="PMJ label image (value 50)")
+    group.add_argument("--method", choices=("paper", "gapless"), default="paper", help="level method (default paper)")
 
 
-def after_segmentation(args: argparse.Namespace, outputs: dict, reporter) -> dict:
-    """Hook for the levels step: gets the written outputs ({"segmentation": path, "sidecar": path}) and returns them,
-    plus any level outputs. Does nothing yet."""
-    return outputs
+def _level_request(args: argparse.Namespace, segmentation_path):
+    """(LevelInputs, LevelOutputs) when level inputs were given, else None. Outputs go beside the segmentation."""
+    from pathlib import Path
+
+    from .imageio import image_stem
+    from .level_files import LevelInputs, default_level_outputs
+
+    if not (args.cord or args.discs or args.disc_points):
+        if args.pmj:
+            from .errors import UserError
+
+            raise UserError("--pmj alone gives no levels: add --cord and/or --discs.")
+        return None
+    inputs = LevelInputs(Path(segmentation_path), *(Path(p) if p else None for p in
+                                                    (args.cord, args.discs, args.disc_points, args.pmj)))
+    stem = image_stem(args.image)
+    outputs = default_level_outputs(Path(segmentation_path).parent, stem, with_label_image=bool(args.cord))
+    return inputs, outputs
 
 
 def register(subparsers) -> None:
@@ -72,12 +94,32 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace, reporter) -> int:
-    from .inference import segment_file
+    import json
 
+    from .errors import UserError
+    from .inference import default_output_path, segment_file
+    from .level_files import check_level_request, levels_from_files_to_files
+
+    segmentation_path = args.output or default_output_path(args.image)
+    request = _level_request(args, segmentation_path)
+    if request:
+        inputs, level_outputs = request
+        check_level_request(inputs, level_outputs, args.overwrite, rootlets_pending=True)
     outputs = segment_file(
         args.image, args.output, model=args.model, device=args.device, tta=args.tta, step=args.step,
         folds=args.folds, overwrite=args.overwrite, progress=reporter, warn=reporter.warning, threads=args.threads,
     )
-    outputs = after_segmentation(args, outputs, reporter)
+    if request:
+        with open(outputs["sidecar"], encoding="utf-8") as handle:
+            sidecar = json.load(handle)
+        try:
+            _, written = levels_from_files_to_files(
+                inputs, level_outputs, args.method, args.overwrite, provenance_extra={"model": sidecar.get("model")},
+                progress=reporter, warn=reporter.warning,
+            )
+        except UserError as error:
+            raise UserError(f"The segmentation was written to '{outputs['segmentation']}', but not the levels: "
+                            f"{error}") from None
+        outputs.update(written)
     reporter.result(outputs)
     return 0
