@@ -292,7 +292,7 @@ def test_cancel_after_leader_exit_still_ends_workers(tmp_path):
 
 def test_leftover_temporaries_are_removed_at_exit(tmp_path):
     """Anything registered and never closed is removed when the interpreter exits (atexit)."""
-    script = _script(tmp_path, "leftover.py", f"""
+    script = _script(tmp_path, "leftover.py", """
         from RootletSegLogic.child_process import ChildProcess
         runner = ChildProcess(["unused"])
         folder = runner.make_temporary_directory()

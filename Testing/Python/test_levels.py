@@ -11,7 +11,7 @@ from scipy import ndimage
 from RootletSegLogic import discs as discs_module
 from RootletSegLogic import imageio, levels
 from RootletSegLogic.errors import UserError
-from RootletSegLogic.level_types import SPINAL_LEVEL_NAMES, DiscPoint
+from RootletSegLogic.level_types import DiscPoint
 
 
 # --------------------------------------------------------------------------------- independent computation
