@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 # (nnunetv2 -> torchvision) can swap it for another (multi-GB CUDA) build.
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	$(PIP) install "$(TORCH_SPEC)" numpy $(TORCH_PIP_ARGS)
 	$(VENV)/bin/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/constraints.txt
 	$(PIP) install -c $(VENV)/constraints.txt -e ".[test]"
 	touch $@
