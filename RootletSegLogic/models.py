@@ -16,7 +16,8 @@ Cache (per user): `$ROOTLETSEG_HOME` if set, else `%LOCALAPPDATA%/rootletseg` on
 
 Every install is staged in a hidden `<cache>/models/.staging-*` folder and moved into place with one `os.replace`
 of the folder: on any failure, or Ctrl-C (SIGINT/SIGTERM raise `Cancelled`), the cache is left exactly as it was
-(folders this module created for the attempt are removed again).
+(folders created for the attempt are removed again). The download / extraction / staging machinery is in
+`model_install.py`; this module holds the registry, the cache locations and the operations built on them.
 
 Model checkpoints are Python pickles: loading one can run arbitrary code. Registry and embedded models are
 `trusted`; any other model makes `resolve_model` call its `warn` callback once.
@@ -26,21 +27,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import http.client
 import json
 import logging
 import os
 import re
-import shutil
-import socket
-import stat
 import sys
-import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Dict, List, Optional, Tuple, Union
@@ -48,11 +40,20 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 from .errors import UserError
 from .level_types import SPINAL_LEVEL_NAMES
 from .model_folder import ModelFolder, load_model_folder
-from .progress import ProgressCallback, ProgressEvent, no_progress
+from .model_install import (
+    CHUNK_BYTES,
+    Staging,
+    copy_model_folder,
+    extract_zip,
+    fetch,
+    move_into_place,
+    normalise_sha256,
+    sha256_file,
+    validate,
+)
+from .progress import ProgressCallback, no_progress
 
 RECORD_NAME = "rootletseg_model.json"
-DOWNLOAD_TIMEOUT_S = 60.0  # per connection attempt and per read, not for the whole download
-CHUNK_BYTES = 1 << 20
 TRUST_WARNING = (
     "{what} is not a RootletSeg registry model: its checkpoints are Python pickles and can run arbitrary code: "
     "use only models from a source you trust."
@@ -206,94 +207,7 @@ def _spec_or_error(name: str) -> ModelSpec:
     return spec
 
 
-# ------------------------------------------------------------------------------------------- staging (atomicity)
-
-
-class _Staging:
-    """A hidden temporary folder in `<cache>/models`; removed (with any parents it created) unless committed."""
-
-    def __init__(self) -> None:
-        self.created: List[Path] = []  # folders created for this attempt, deepest last
-        missing = []
-        folder = models_root()
-        while not folder.exists():
-            missing.append(folder)
-            if folder.parent == folder:
-                break
-            folder = folder.parent
-        for folder in reversed(missing):
-            try:
-                folder.mkdir()
-            except FileExistsError:
-                continue
-            except OSError as error:
-                self._remove_created()
-                raise UserError(f"Cannot create the model cache folder '{folder}' ({error.strerror}): "
-                                "set ROOTLETSEG_HOME to a writable folder.") from None
-            self.created.append(folder)
-        try:
-            self.path = Path(tempfile.mkdtemp(prefix=".staging-", dir=models_root()))
-        except OSError as error:
-            self._remove_created()
-            raise UserError(f"Cannot write in the model cache '{models_root()}' ({error.strerror}): "
-                            "set ROOTLETSEG_HOME to a writable folder.") from None
-        self.committed = False
-
-    def _remove_created(self) -> None:
-        for folder in reversed(self.created):
-            try:
-                folder.rmdir()  # only if still empty: another process may have used it meanwhile
-            except OSError:
-                pass
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-        if not self.committed:
-            self._remove_created()
-
-    def __enter__(self) -> "_Staging":
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.cleanup()
-
-
-def _move_into_place(source: Path, target: Path, force: bool) -> bool:
-    """Atomically put folder `source` at `target`. Returns False (and leaves `target`) when it exists and not force.
-
-    With force, the old folder is renamed aside first and put back if the new one cannot be moved in.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() and not force:
-        return False
-    aside = None
-    if target.exists():
-        aside = target.parent / f".old-{target.name}-{os.getpid()}-{id(source)}"
-        os.replace(target, aside)
-    try:
-        os.replace(source, target)
-    except OSError:
-        if aside is not None:
-            os.replace(aside, target)
-            aside = None
-        elif target.exists():  # another process installed it meanwhile: keep theirs
-            return False
-        raise
-    finally:
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
-    return True
-
-
-# ------------------------------------------------------------------------------------------------------ hashing
-
-
-def sha256_file(path: Union[str, Path]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+# -------------------------------------------------------------------------------- weights hash / install records
 
 
 _weights_hash_cache: Dict[tuple, str] = {}
@@ -318,167 +232,6 @@ def weights_sha256(model: ModelFolder) -> str:
     return _weights_hash_cache[key]
 
 
-def _normalise_sha256(value: Optional[str], what: str) -> Optional[str]:
-    if value is None:
-        return None
-    value = value.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise UserError(f"The {what} '{value}' is not a sha256 checksum: give 64 hexadecimal digits.")
-    return value
-
-
-# ---------------------------------------------------------------------------------------------------- download
-
-
-def _human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
-
-
-def _fetch(url: str, destination: Path, label: str, expected_size: Optional[int], progress: ProgressCallback) -> int:
-    """Download `url` into `destination`, reporting stage "download" in bytes. Returns the size. UserError on failure."""
-    advice = "check the network connection, or give a mirror with --url, or import a zip downloaded elsewhere " \
-             "with `rootletseg models import`"
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": "rootletseg"})
-        response = urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S)
-    except urllib.error.HTTPError as error:
-        raise UserError(f"Downloading {label} failed: {url} answered HTTP {error.code} {error.reason}; check the "
-                        "URL or give a mirror with --url, or import a zip downloaded elsewhere with "
-                        "`rootletseg models import`.") from None
-    except urllib.error.URLError as error:
-        reason = error.reason
-        reason = getattr(reason, "strerror", None) or str(reason)
-        raise UserError(f"Cannot download {label} from {url} ({reason}): {advice}.") from None
-    except ValueError as error:
-        raise UserError(f"Cannot download {label}: '{url}' is not a valid URL ({error}).") from None
-    except (socket.timeout, TimeoutError):
-        raise UserError(f"Cannot download {label} from {url} (no answer within {DOWNLOAD_TIMEOUT_S:.0f} s): "
-                        f"{advice}.") from None
-    except OSError as error:
-        raise UserError(f"Cannot download {label} from {url} ({error.strerror or error}): {advice}.") from None
-    with response:
-        length_header = response.headers.get("Content-Length")
-        announced = int(length_header) if length_header and length_header.isdigit() else None
-        total = announced or expected_size or 0
-        done = 0
-        progress(ProgressEvent("download", 0, total, f"{label}: {url}"))
-        try:
-            handle = open(destination, "wb")
-        except OSError as error:
-            raise UserError(f"Cannot write the download to '{destination.parent}' ({error.strerror}): "
-                            "set ROOTLETSEG_HOME to a writable folder.") from None
-        with handle:
-            while True:
-                try:
-                    # read1: whatever has arrived (up to a chunk), so progress and Ctrl-C follow the network
-                    chunk = response.read1(CHUNK_BYTES) if hasattr(response, "read1") else response.read(CHUNK_BYTES)
-                except (socket.timeout, TimeoutError):
-                    raise UserError(f"The download of {label} from {url} stalled (no data for "
-                                    f"{DOWNLOAD_TIMEOUT_S:.0f} s after {_human_bytes(done)}): try again, or "
-                                    f"{advice}.") from None
-                except (OSError, http.client.HTTPException) as error:
-                    raise UserError(f"The download of {label} from {url} was interrupted after "
-                                    f"{_human_bytes(done)} ({type(error).__name__}): try again, or {advice}.") from None
-                if not chunk:
-                    break
-                try:
-                    handle.write(chunk)
-                except OSError as error:
-                    raise UserError(f"Cannot write the download to '{destination.parent}' ({error.strerror}): "
-                                    "free some disk space or set ROOTLETSEG_HOME to another folder.") from None
-                done += len(chunk)
-                progress(ProgressEvent("download", done, max(total, done), _human_bytes(done)))
-    if announced is not None and done != announced:
-        raise UserError(f"The download of {label} from {url} was cut short ({_human_bytes(done)} of "
-                        f"{_human_bytes(announced)}): try again, or {advice}.")
-    if done == 0:
-        raise UserError(f"The download of {label} from {url} is empty: check the URL, or {advice}.")
-    progress(ProgressEvent("download", done, done, f"{_human_bytes(done)}"))
-    return done
-
-
-# ----------------------------------------------------------------------------------------------- safe extraction
-
-
-def _member_parts(info: zipfile.ZipInfo, zip_label: str) -> Optional[Tuple[str, ...]]:
-    """Safe relative path parts of a zip entry; None to skip it (folders, macOS metadata). UserError if unsafe."""
-    name = info.filename
-    if "\x00" in name:
-        raise UserError(f"The zip {zip_label} has an entry with a NUL character in its name: refusing to extract it.")
-    unified = name.replace("\\", "/")
-    if unified.startswith("/") or re.match(r"^[A-Za-z]:", unified):
-        raise UserError(f"The zip {zip_label} has an entry with an absolute path ('{name}'): refusing to extract it.")
-    parts = tuple(part for part in PurePosixPath(unified).parts if part not in ("", "."))
-    if ".." in parts:
-        raise UserError(f"The zip {zip_label} has an entry that escapes its folder ('{name}'): refusing to extract it.")
-    mode = info.external_attr >> 16
-    if info.create_system == 3 and stat.S_ISLNK(mode):  # made on Unix, a symbolic link
-        raise UserError(f"The zip {zip_label} holds a symbolic link ('{name}'): refusing to extract it.")
-    if info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-        raise UserError(f"The zip {zip_label} holds a special file ('{name}'): refusing to extract it.")
-    if not parts or parts[0] == "__MACOSX" or info.is_dir():
-        return None
-    return parts
-
-
-def _extract_zip(zip_path: Path, target: Path, zip_label: str, progress: ProgressCallback) -> None:
-    """Extract `zip_path` into the (empty, existing) folder `target`, refusing anything unsafe or corrupt."""
-    corrupt = f"The zip {zip_label} is corrupt or truncated"
-    try:
-        archive = zipfile.ZipFile(zip_path)
-    except zipfile.BadZipFile:
-        raise UserError(f"{corrupt} (it is not a readable zip file): download it again.") from None
-    except OSError as error:
-        raise UserError(f"Cannot read the zip {zip_label} ({error.strerror or error}).") from None
-    with archive:
-        infos = archive.infolist()
-        plan = []
-        for info in infos:
-            parts = _member_parts(info, zip_label)
-            if parts is not None:
-                plan.append((info, parts))
-        if not plan:
-            raise UserError(f"The zip {zip_label} holds no files: it is not an nnU-Net v2 model.")
-        needed = sum(info.file_size for info, _ in plan)
-        free = shutil.disk_usage(target).free
-        if needed > free:
-            raise UserError(f"The zip {zip_label} needs {_human_bytes(needed)} once extracted but the model cache "
-                            f"has {_human_bytes(free)} free: free some space or set ROOTLETSEG_HOME elsewhere.")
-        progress(ProgressEvent("extract", 0, len(plan), zip_label))
-        for index, (info, parts) in enumerate(plan, 1):
-            destination = target.joinpath(*parts)
-            if destination.exists():
-                raise UserError(f"The zip {zip_label} holds '{info.filename}' twice: it is not a clean model zip.")
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with archive.open(info) as source, open(destination, "wb") as handle:
-                    shutil.copyfileobj(source, handle, CHUNK_BYTES)
-            except (zipfile.BadZipFile, zlib.error, EOFError, ValueError):
-                raise UserError(f"{corrupt} (entry '{info.filename}' cannot be read back): "
-                                "download it again.") from None
-            except NotImplementedError:
-                raise UserError(f"The zip {zip_label} uses a compression method Python cannot read "
-                                f"('{info.filename}'): re-create it with standard deflate compression.") from None
-            except RuntimeError as error:  # encrypted entries
-                raise UserError(f"The zip {zip_label} cannot be extracted ('{info.filename}': {error}): "
-                                "give an unencrypted zip.") from None
-            progress(ProgressEvent("extract", index, len(plan), info.filename))
-
-
-def _validate(folder: Path, shown_as: str, metadata: Optional[dict] = None) -> ModelFolder:
-    """load_model_folder, with the staging path in messages replaced by what the user knows (`shown_as`)."""
-    try:
-        return load_model_folder(folder, metadata)
-    except UserError as error:
-        message = str(error).replace(str(folder), shown_as)
-        raise UserError(message) from None
-
-
 def _write_record(folder: Path, record: dict) -> None:
     (folder / RECORD_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -493,6 +246,9 @@ def _read_record(folder: Path) -> Optional[dict]:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+# ------------------------------------------------------------------------------------------------------ download
 
 
 def _resolve_warn(warn: Optional[Warn], progress: Optional[ProgressCallback]) -> Warn:
@@ -525,7 +281,7 @@ def download_model(
     if spec.embedded:
         raise UserError(f"The '{spec.name}' model is embedded in RootletSeg and is never downloaded: "
                         f"use it as '{spec.name}'.")
-    given = _normalise_sha256(sha256, "checksum given")
+    given = normalise_sha256(sha256, "checksum given")
     if spec.sha256 and given and given != spec.sha256.lower():
         raise UserError(f"The checksum given ({given}) differs from the published checksum of '{spec.name}' "
                         f"({spec.sha256}): leave --sha256 out or correct it.")
@@ -535,9 +291,9 @@ def download_model(
         return _load_installed(spec)
     source_url = url or spec.url
     label = f"model '{spec.name}'"
-    with _Staging() as staging:
+    with Staging(models_root()) as staging:
         zip_path = staging.path / "download.zip"
-        size = _fetch(source_url, zip_path, label, spec.size_bytes, progress)
+        size = fetch(source_url, zip_path, label, spec.size_bytes, progress)
         actual = sha256_file(zip_path)
         if expected and actual != expected:
             raise UserError(f"The file downloaded for {label} from {source_url} has sha256 {actual}, not the "
@@ -545,8 +301,8 @@ def download_model(
         extracted = staging.path / "model"
         extracted.mkdir()
         shown = PurePosixPath(urllib.parse.urlparse(source_url).path).name or "model.zip"
-        _extract_zip(zip_path, extracted, f"'{shown}' downloaded for {label}", progress)
-        _validate(extracted, shown)
+        extract_zip(zip_path, extracted, f"'{shown}' downloaded for {label}", progress)
+        validate(extracted, shown)
         record = {
             "name": spec.name,
             "title": spec.title,
@@ -563,7 +319,7 @@ def download_model(
         _write_record(extracted, record)
         # Without force, a folder lacking its record (damaged) is replaced; one installed by another process
         # meanwhile (record present) is kept and ours dropped.
-        _move_into_place(extracted, target, force or not (target / RECORD_NAME).is_file())
+        move_into_place(extracted, target, force or not (target / RECORD_NAME).is_file())
         staging.committed = True
     if not expected:
         warn(f"Model '{spec.name}' has no published checksum; sha256 of what was downloaded: {actual} "
@@ -629,7 +385,7 @@ def _load_embedded(spec: ModelSpec) -> ModelFolder:
     return model
 
 
-# ------------------------------------------------------------------------------------------------------- import
+# -------------------------------------------------------------------------------------------------------- import
 
 
 def _safe_name(text: str) -> str:
@@ -640,20 +396,6 @@ def _safe_name(text: str) -> str:
 def _default_import_name(path: Path) -> str:
     base = path.name[:-4] if path.name.lower().endswith(".zip") else path.name
     return _safe_name(base)
-
-
-def _copy_model_folder(model: ModelFolder, destination: Path, progress: ProgressCallback) -> None:
-    """Copy what inference needs: the trainer folder's JSON files and each used fold's checkpoint."""
-    trainer = destination / model.trainer_dir.name
-    trainer.mkdir(parents=True)
-    files = [p for p in model.trainer_dir.iterdir() if p.is_file() and p.suffix == ".json"]
-    files += list(model.checkpoints.values())
-    progress(ProgressEvent("copy", 0, len(files), str(model.trainer_dir)))
-    for index, source in enumerate(files, 1):
-        relative = source.relative_to(model.trainer_dir)
-        (trainer / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, trainer / relative)
-        progress(ProgressEvent("copy", index, len(files), str(relative)))
 
 
 def import_model(
@@ -678,26 +420,26 @@ def import_model(
     if target.exists() and not force:
         raise UserError(f"A model named '{name}' is already imported ('{target}'): use --force to replace it, "
                         "or --name to choose another name.")
-    with _Staging() as staging:
+    with Staging(models_root()) as staging:
         content = staging.path / "model"
         content.mkdir()
         if source.is_dir():
             model = load_model_folder(source)
-            _copy_model_folder(model, content, progress)
+            copy_model_folder(model, content, progress)
             zip_hash, size = None, None
             weights_hash = weights_sha256(load_model_folder(content))
         else:
             label = f"'{source.name}'"
             zip_hash, size = sha256_file(source), source.stat().st_size
-            _extract_zip(source, content, label, progress)
-            _validate(content, source.name)
+            extract_zip(source, content, label, progress)
+            validate(content, source.name)
             weights_hash = zip_hash
         _write_record(content, {
             "name": name, "title": name, "release": None, "url": None, "sha256": zip_hash,
             "weights_sha256": weights_hash, "size_bytes": size, "date": _now(), "source": "import",
             "origin": str(source.resolve()),
         })
-        if not _move_into_place(content, target, force):
+        if not move_into_place(content, target, force):
             raise UserError(f"A model named '{name}' was imported by another process meanwhile: use --force to "
                             "replace it.")
         staging.committed = True
@@ -725,24 +467,24 @@ def imported_names() -> List[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / RECORD_NAME).is_file())
 
 
-# ------------------------------------------------------------------------------------------------------ resolve
+# ------------------------------------------------------------------------------------------------------- resolve
 
 
 def _load_local_zip(path: Path, progress: ProgressCallback) -> Tuple[ModelFolder, str]:
     zip_hash = sha256_file(path)
     target = _local_root() / zip_hash[:16]
     if not (target / RECORD_NAME).is_file():
-        with _Staging() as staging:
+        with Staging(models_root()) as staging:
             content = staging.path / "model"
             content.mkdir()
-            _extract_zip(path, content, f"'{path.name}'", progress)
-            _validate(content, path.name)
+            extract_zip(path, content, f"'{path.name}'", progress)
+            validate(content, path.name)
             _write_record(content, {
                 "name": _default_import_name(path), "release": None, "url": None, "sha256": zip_hash,
                 "weights_sha256": zip_hash, "size_bytes": path.stat().st_size, "date": _now(), "source": "local",
                 "origin": str(path.resolve()),
             })
-            _move_into_place(content, target, force=False)  # False: another process extracted it meanwhile
+            move_into_place(content, target, force=False)  # False: another process extracted it meanwhile
             staging.committed = True
     return load_model_folder(target), zip_hash
 
@@ -797,7 +539,7 @@ def resolve_model(
     return model
 
 
-# ---------------------------------------------------------------------------------------------- listing / info
+# ------------------------------------------------------------------------------------------------ listing / info
 
 
 def _registry_state(spec: ModelSpec) -> Tuple[str, Optional[Path], Optional[dict]]:
