@@ -1,0 +1,86 @@
+"""The committed demo model (Resources/Models/demo): a valid nnU-Net v2 model that segments held-out phantoms.
+
+Runs the real `inference.segment_image` (real nnU-Net predictor, CPU) on phantoms whose seeds (>= 1000) were never
+used for training (scripts/train_demo_model.py trains on seeds 0..159).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from RootletSegLogic import imageio
+from RootletSegLogic.model_folder import load_model_folder
+from RootletSegLogic.phantom import DEFAULT_SHAPE, LEVELS, make_phantom
+from conftest import REPO_ROOT
+
+DEMO_DIR = REPO_ROOT / "Resources" / "Models" / "demo"
+MIN_DICE = 0.8
+
+
+@pytest.fixture(scope="module")
+def demo_model():
+    return load_model_folder(DEMO_DIR)
+
+
+def test_demo_model_layout_and_metadata(demo_model):
+    assert demo_model.trainer_dir.name == "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    assert demo_model.folds == ["all"]
+    checkpoint_path = demo_model.checkpoints["all"]
+    assert checkpoint_path.name == "checkpoint_final.pth"
+    assert checkpoint_path.stat().st_size < 5_000_000
+    dataset = demo_model.dataset_json
+    assert dataset["channel_names"] == {"0": "T2w"}
+    assert dataset["labels"] == {"background": 0, **{f"lvl{i}": i for i in range(1, 10)}}
+    assert dataset["file_ending"] == ".nii.gz"
+    assert imageio.sct_to_axcodes(dataset["image_orientation"]) == "RAS"
+    config = demo_model.plans_json["configurations"]["3d_fullres"]
+    assert config["architecture"]["network_class_name"] == "dynamic_network_architectures.architectures.unet.PlainConvUNet"
+    assert config["patch_size"] == [DEFAULT_SHAPE[2], DEFAULT_SHAPE[1], DEFAULT_SHAPE[0]]
+    assert config["spacing"] == [1.0, 1.0, 1.0]
+    assert config["normalization_schemes"] == ["ZScoreNormalization"]
+    assert demo_model.plans_json["transpose_forward"] == [0, 1, 2]
+    assert demo_model.plans_json["transpose_backward"] == [0, 1, 2]
+    json.dumps(demo_model.plans_json)
+
+
+def test_demo_checkpoint_is_nnunet_shaped(demo_model):
+    import torch
+
+    checkpoint = torch.load(demo_model.checkpoints["all"], map_location="cpu", weights_only=False)
+    assert checkpoint["trainer_name"] == "nnUNetTrainer"
+    assert checkpoint["init_args"]["configuration"] == "3d_fullres"
+    assert checkpoint["init_args"]["plans"] == demo_model.plans_json
+    assert checkpoint["init_args"]["dataset_json"] == demo_model.dataset_json
+    assert tuple(checkpoint["inference_allowed_mirroring_axes"]) == (2,)
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    arch = demo_model.plans_json["configurations"]["3d_fullres"]["architecture"]
+    network = get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
+                                     1, 10, allow_init=False, deep_supervision=False)
+    network.load_state_dict(checkpoint["network_weights"])  # strict: every key fits
+
+
+def _dice(prediction: np.ndarray, truth: np.ndarray, level: int) -> float:
+    p, t = prediction == level, truth == level
+    return float(2 * (p & t).sum() / (p.sum() + t.sum()))
+
+
+@pytest.mark.parametrize("seed, orientation", [(1000, "RAS"), (1001, "LPS"), (1002, "PIR")])
+def test_demo_model_segments_held_out_phantoms(demo_model, seed, orientation):
+    from RootletSegLogic.inference import segment_image
+
+    phantom = make_phantom(seed=seed, orientation=orientation)
+    labels = segment_image(phantom.image, demo_model, device="cpu")
+    assert labels.GetSize() == phantom.image.GetSize()
+    assert labels.GetSpacing() == phantom.image.GetSpacing()
+    assert labels.GetOrigin() == phantom.image.GetOrigin()
+    assert labels.GetDirection() == phantom.image.GetDirection()
+    prediction = sitk.GetArrayFromImage(labels)
+    truth = sitk.GetArrayFromImage(phantom.rootlets)
+    assert set(np.unique(prediction)) <= {0, *LEVELS}
+    dice = {level: _dice(prediction, truth, level) for level in LEVELS}
+    assert all(value >= MIN_DICE for value in dice.values()), dice
