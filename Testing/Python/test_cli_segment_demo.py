@@ -1,4 +1,7 @@
-"""`rootletseg demo` in a real process: phantom + embedded demo model, offline (skipped without the demo model)."""
+"""`rootletseg demo` and `segment --cord/--discs/--pmj` in real processes: phantom + embedded demo model, offline.
+
+The demo model is part of the repository (Resources/Models/demo), so these tests never skip.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +11,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_MODEL = REPO / "Resources" / "Models" / "demo"
 
-pytestmark = pytest.mark.skipif(not DEMO_MODEL.is_dir(), reason="the demo model (Resources/Models/demo) is not built")
+
+
+def rootletseg(*args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "RootletSegLogic", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
 
 
 def run_demo(*args) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "RootletSegLogic", "demo", *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return rootletseg("demo", *args)
 
 
 def test_demo_writes_phantom_and_segmentation(tmp_path):
@@ -30,8 +34,19 @@ def test_demo_writes_phantom_and_segmentation(tmp_path):
     messages = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     assert messages[-1]["type"] == "result"
     outputs = messages[-1]["outputs"]
-    for key in ("segmentation", "sidecar", "phantom_image", "phantom_rootlets", "phantom_cord"):
+    for key in ("segmentation", "sidecar", "phantom_image", "phantom_rootlets", "phantom_cord", "levels_table",
+                "levels_planning_json", "levels_markups", "levels_pairings", "levels_label_image",
+                "figure_level_chart", "figure_qc_sagittal"):
         assert Path(outputs[key]).is_file(), key
+    table = Path(outputs["levels_table"]).read_text().splitlines()
+    header = table[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"))) for line in table[1:]]
+    spinal = [row["level"] for row in rows if row["level_type"] == "spinal"]
+    vertebral = [row["level"] for row in rows if row["level_type"] == "vertebral"]
+    assert spinal == ["C2", "C3", "C4", "C5", "C6", "C7", "C8", "T1"]
+    assert vertebral[:6] == ["C2", "C3", "C4", "C5", "C6", "C7"]
+    assert all(float(row["rostral_pmj_mm"]) > 0 for row in rows if row["level_type"] == "spinal")
+    assert Path(outputs["figure_level_chart"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     labels = sitk.ReadImage(outputs["segmentation"])
     image = sitk.ReadImage(outputs["phantom_image"])
     assert labels.GetSize() == image.GetSize() and labels.GetDirection() == image.GetDirection()
@@ -43,3 +58,37 @@ def test_demo_writes_phantom_and_segmentation(tmp_path):
     again = run_demo("--out", out)
     assert again.returncode == 1 and "already exists" in again.stderr and "Traceback" not in again.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_segment_with_cord_discs_and_pmj_also_writes_the_levels(tmp_path):
+    phantom_dir = tmp_path / "phantom"
+    assert rootletseg("phantom", "--out", phantom_dir, "--seed", "1001").returncode == 0
+    image = phantom_dir / "image.nii.gz"
+    done = rootletseg("segment", image, "--model", "demo", "--threads", "1", "--cord", phantom_dir / "cord.nii.gz",
+                      "--discs", phantom_dir / "discs.nii.gz", "--pmj", phantom_dir / "pmj.nii.gz",
+                      "--progress", "json")
+    assert done.returncode == 0, done.stderr
+    outputs = json.loads(done.stdout.splitlines()[-1])["outputs"]
+    assert Path(outputs["table"]) == phantom_dir / "image_levels.tsv"
+    for key in ("segmentation", "sidecar", "table", "planning_json", "markups", "pairings", "label_image"):
+        assert Path(outputs[key]).is_file(), key
+    planning = json.loads(Path(outputs["planning_json"]).read_text())
+    assert planning["provenance"]["model"]["name"] == "demo"
+
+    # Levels from the same files by `rootletseg levels` give the same table: one core, two faces.
+    again = rootletseg("levels", "--rootlets", outputs["segmentation"], "--cord", phantom_dir / "cord.nii.gz",
+                       "--discs", phantom_dir / "discs.nii.gz", "--pmj", phantom_dir / "pmj.nii.gz",
+                       "-o", tmp_path / "levels.tsv")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "levels.tsv").read_text() == Path(outputs["table"]).read_text()
+
+
+def test_segment_checks_level_inputs_before_segmenting(tmp_path):
+    phantom_dir = tmp_path / "phantom"
+    assert rootletseg("phantom", "--out", phantom_dir, "--seed", "1002").returncode == 0
+    before = sorted(p.name for p in phantom_dir.iterdir())
+    done = rootletseg("segment", phantom_dir / "image.nii.gz", "--model", "demo", "--cord", tmp_path / "missing.nii.gz")
+    assert done.returncode == 1 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(p.name for p in phantom_dir.iterdir()) == before
+    done = rootletseg("segment", phantom_dir / "image.nii.gz", "--model", "demo", "--pmj", phantom_dir / "pmj.nii.gz")
+    assert done.returncode == 1 and "--pmj alone" in done.stderr
