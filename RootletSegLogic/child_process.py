@@ -338,14 +338,7 @@ class ChildProcess:
         When the child has exited and its output is read to the end, the last event is
         {"type": "finished", "returncode", "cancelled", "error", "result"}, reported once.
         """
-        events: List[dict] = []
-        while True:
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                break
-            self._record(event)
-            events.append(event)
+        events = self._drain_queue()
         if self._process is not None and not self._finished_reported and self._process.poll() is not None:
             if self._exit_seen is None:
                 self._exit_seen = time.monotonic()
@@ -359,15 +352,20 @@ class ChildProcess:
                 readers_done = True
             if readers_done:
                 # the readers are done: anything they queued in between is still to deliver
-                while True:
-                    try:
-                        event = self._events.get_nowait()
-                    except queue.Empty:
-                        break
-                    self._record(event)
-                    events.append(event)
+                events.extend(self._drain_queue())
                 events.append(self._finish())
         return events
+
+    def _drain_queue(self) -> List[dict]:
+        """Every event queued by the reader threads so far, recorded, in order."""
+        events: List[dict] = []
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return events
+            self._record(event)
+            events.append(event)
 
     def _finish(self) -> dict:
         self._finished_reported = True
