@@ -3,7 +3,8 @@
 This file is the GUI only. Every computation is a call into the `RootletSegLogic` package (no Qt), which the
 `rootletseg` command line uses too: segmentation runs as `python -m RootletSegLogic segment ... --progress json` in a
 child process (RootletSegLogic.child_process), levels are computed in process (RootletSegLogic.levels) from the
-segments as the user edits them, and MRML conversions live in RootletSegLogic.mrml.
+segments as the user edits them, and MRML conversions live in RootletSegLogic.mrml (scene, volumes),
+RootletSegLogic.mrml_segments (level segments) and RootletSegLogic.mrml_levels (disc markups, level table, chart).
 """
 
 import importlib
@@ -49,7 +50,7 @@ def _coreFolder() -> Path:
 if str(_coreFolder()) not in sys.path:
     sys.path.insert(0, str(_coreFolder()))
 
-from RootletSegLogic import child_process, dependencies, gui_support, mrml  # noqa: E402
+from RootletSegLogic import child_process, dependencies, gui_support, mrml, mrml_levels, mrml_segments  # noqa: E402
 from RootletSegLogic.errors import UserError  # noqa: E402
 from RootletSegLogic.gui_support import Contrast, Device, LevelMethod, ModelChoice  # noqa: E402
 
@@ -433,12 +434,12 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _discsNode(self):
         p = self._parameterNode
         if p.discs is None:
-            p.discs = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", mrml.DISC_MARKUPS_NAME)
+            p.discs = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", mrml_levels.DISC_MARKUPS_NAME)
             p.discs.CreateDefaultDisplayNodes()
         return p.discs
 
     def onPlaceNextDisc(self) -> None:
-        name = mrml.next_disc_name(self._parameterNode.discs)
+        name = mrml_levels.next_disc_name(self._parameterNode.discs)
         if not name:
             slicer.util.infoDisplay(_("All discs C2/C3 to T1/T2 are placed. Move a point to correct it."))
             return
@@ -489,7 +490,7 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 written = gui_support.export_level_outputs(self._levelResult, kind, path, overwrite=True,
                                                            provenance=provenance)
                 if kind == "markups":
-                    mrml.level_bound_markups(slicer.mrmlScene, self._levelResult)
+                    mrml_levels.level_bound_markups(slicer.mrmlScene, self._levelResult)
             self.logic.setLastExportFolder(str(Path(written).parent))
             self.ui.statusLabel.text = _("Wrote {path}").format(path=written)
 
@@ -550,7 +551,7 @@ class RootletSegModuleLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def hasLevelSegments(segmentationNode) -> bool:
         segmentation = segmentationNode.GetSegmentation()
-        return any(mrml.segment_level_value(segmentation.GetNthSegment(i)) is not None
+        return any(mrml_segments.segment_level_value(segmentation.GetNthSegment(i)) is not None
                    for i in range(segmentation.GetNumberOfSegments()))
 
     # ---- cord mask from a file
@@ -631,7 +632,7 @@ class RootletSegTest(ScriptedLoadableModuleTest):
         cord = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Phantom cord")
         slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(cordLabel, cord)
         discPoints, pmj = discsModule.landmarks_from_label_image(phantom.discs)
-        discsNode = mrml.markups_from_disc_points(scene, discPoints, pmj)
+        discsNode = mrml_levels.markups_from_disc_points(scene, discPoints, pmj)
         result = gui_support.compute_scene_levels(
             segmentation, volume, cord, cord.GetSegmentation().GetNthSegmentID(0), discsNode, "paper")
         table = gui_support.show_level_result(scene, result)["table"]

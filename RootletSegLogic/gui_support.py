@@ -226,10 +226,10 @@ def segmentation_output(runner) -> Path:
 def load_segmentation_result(segmentation_node, label_path, reference_volume_node) -> dict:
     """Read the label map the CLI wrote and show it as level segments in `segmentation_node` (user segments kept).
     Returns {label value: segment ID}."""
-    from . import imageio, mrml
+    from . import imageio, mrml_segments
 
     label_image = imageio.read_label_map(label_path, what="rootlet segmentation")
-    return mrml.show_level_segments(segmentation_node, label_image, reference_volume_node)
+    return mrml_segments.show_level_segments(segmentation_node, label_image, reference_volume_node)
 
 
 def compute_scene_levels(
@@ -242,26 +242,26 @@ def compute_scene_levels(
 ):
     """LevelResult from the scene: the level segments (with the user's edits), the cord segment when one is
     chosen, the disc points (and "PMJ") of a point list. The same computation as `rootletseg levels`."""
-    from . import mrml
+    from . import mrml_levels, mrml_segments
     from .levels import compute_levels
 
-    rootlets = mrml.label_image_from_segments(segmentation_node, reference_volume_node)
+    rootlets = mrml_segments.label_image_from_segments(segmentation_node, reference_volume_node)
     cord = None
     if cord_segmentation_node is not None and cord_segment_id:
-        cord = mrml.mask_image_from_segment(cord_segmentation_node, cord_segment_id, reference_volume_node)
-    discs = mrml.disc_points_from_markups(discs_node) if discs_node is not None else None
+        cord = mrml_segments.mask_image_from_segment(cord_segmentation_node, cord_segment_id, reference_volume_node)
+    discs = mrml_levels.disc_points_from_markups(discs_node) if discs_node is not None else None
     return compute_levels(rootlets, cord=cord, discs=discs, method=method)
 
 
 def show_level_result(scene, result, table_node=None) -> dict:
     """Put a LevelResult in the scene: the level table node (given, or a new "RootletSeg levels" table) and the
     plot chart. Returns {"table": table node, "chart": chart node}."""
-    from . import mrml
+    from . import mrml_levels
 
     if table_node is None:
         table_node = scene.AddNewNodeByClass("vtkMRMLTableNode", "RootletSeg levels")
-    mrml.update_level_table_node(table_node, result)
-    chart = mrml.update_level_chart(scene, result)
+    mrml_levels.update_level_table_node(table_node, result)
+    chart = mrml_levels.update_level_chart(scene, result)
     return {"table": table_node, "chart": chart}
 
 
@@ -269,20 +269,20 @@ def import_disc_label_file(path, scene_or_node):
     """Read an SCT disc-label image (2 = C1/C2, 3 = C2/C3, ..., 50 = PMJ) into a "Discs" point list (a new one when
     given a scene, else the given node's points are replaced). Returns the markups node."""
     from . import discs as discs_module
-    from . import imageio, mrml
+    from . import imageio, mrml_levels
 
     image = imageio.read_label_map(path, what="disc label image")
     discs, pmj = discs_module.landmarks_from_label_image(image)
     if not discs and pmj is None:
         raise UserError(f"The disc label image '{path}' holds no disc label: give the disc labels of this scan.")
-    return mrml.markups_from_disc_points(scene_or_node, discs, pmj)
+    return mrml_levels.markups_from_disc_points(scene_or_node, discs, pmj)
 
 
 def export_label_map(segmentation_node, reference_volume_node, path, overwrite: bool = False) -> Path:
     """Write the level segments as one NIfTI label map with SCT values (2 = C2 ... 9 = T1) on the reference grid."""
-    from . import imageio, mrml
+    from . import imageio, mrml_segments
 
-    image = mrml.label_image_from_segments(segmentation_node, reference_volume_node)
+    image = mrml_segments.label_image_from_segments(segmentation_node, reference_volume_node)
     return imageio.write_image(image, path, overwrite=overwrite)
 
 

@@ -105,10 +105,10 @@ def test_data_files_are_covered_by_the_globs(module_cmake):
 
 def test_core_finds_its_data_where_the_package_puts_it():
     """The installed layout mirrors the repository root, which is what the core's paths assume."""
-    from RootletSegLogic import models, mrml
+    from RootletSegLogic import models, mrml_segments
 
     assert models.EMBEDDED_DEMO_PATH == REPO / "Resources" / "Models" / "demo"
-    assert mrml.TERMINOLOGY_DIR == REPO / "RootletSegLogic" / "terminology"
+    assert mrml_segments.TERMINOLOGY_DIR == REPO / "RootletSegLogic" / "terminology"
 
 
 def test_top_level_metadata(top_cmake):

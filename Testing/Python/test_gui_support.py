@@ -176,7 +176,7 @@ def _segment_names(segmentation_node):
 def test_scene_levels_match_the_core_and_exports_round_trip(core, phantom, tmp_path):
     """Label map file -> level segments (user segment kept) -> cord segment + imported disc labels -> the same
     LevelResult as compute_levels on the world-space images -> table node -> every export."""
-    from RootletSegLogic import export, imageio, mrml
+    from RootletSegLogic import export, imageio, mrml, mrml_levels
     from RootletSegLogic.discs import landmarks_from_label_image
     from RootletSegLogic.levels import compute_levels
 
@@ -208,7 +208,7 @@ def test_scene_levels_match_the_core_and_exports_round_trip(core, phantom, tmp_p
     discs_image.CopyInformation(world)
     discs_path = imageio.write_image(discs_image, tmp_path / "discs.nii.gz")
     discs_node = gui_support.import_disc_label_file(discs_path, scene)
-    assert discs_node.GetName() == mrml.DISC_MARKUPS_NAME
+    assert discs_node.GetName() == mrml_levels.DISC_MARKUPS_NAME
     assert discs_node.GetNthControlPointLabel(0) == "C1/C2"
     assert discs_node.GetNthControlPointLabel(discs_node.GetNumberOfControlPoints() - 1) == "PMJ"
 

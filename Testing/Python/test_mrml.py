@@ -1,4 +1,5 @@
-"""RootletSegLogic.mrml on a real MRML scene (the `slicer-core` wheel: real vtkMRMLScene, nodes and logics, no Qt).
+"""RootletSegLogic.mrml, mrml_segments and mrml_levels on a real MRML scene (the `slicer-core` wheel: real
+vtkMRMLScene, nodes and logics, no Qt).
 
 Skipped as a whole, with the reason, only where `slicer` (with MRML) cannot be imported.
 """
@@ -18,7 +19,7 @@ if not hasattr(slicer, "vtkMRMLScene"):  # PyPI has an unrelated package named `
 
 import vtk  # noqa: E402  (comes with slicer-core)
 
-from RootletSegLogic import mrml  # noqa: E402
+from RootletSegLogic import mrml, mrml_levels, mrml_segments  # noqa: E402
 from RootletSegLogic.colors import LEVEL_COLORS  # noqa: E402
 from RootletSegLogic.errors import UserError  # noqa: E402
 from RootletSegLogic.level_types import DISC_NAMES, DiscPoint  # noqa: E402
@@ -111,15 +112,16 @@ def _oblique_ijk_to_ras(spacing=(0.8, 1.3, 2.1), origin=(-40.5, 22.25, 101.0)):
 
 # ------------------------------------------------------------------------------------------------ scene set-up
 def test_module_imports_without_slicer_or_vtk():
-    """The rest of the core imports mrml.py without Slicer: slicer/vtk are imported inside the functions."""
+    """The rest of the core imports mrml.py, mrml_segments.py and mrml_levels.py without Slicer: slicer/vtk are
+    imported inside the functions."""
     import subprocess
     import sys
 
     code = (
         "import sys; sys.modules['slicer'] = None; sys.modules['vtk'] = None; sys.modules['vtkmodules'] = None\n"
-        "from RootletSegLogic import mrml\n"
-        "print(mrml.terminology_entry_string('rootlets'))\n"
-        "print(mrml.disc_value_from_label('C2/C3'))\n"
+        "from RootletSegLogic import mrml, mrml_levels, mrml_segments\n"
+        "print(mrml_segments.terminology_entry_string('rootlets'))\n"
+        "print(mrml_levels.disc_value_from_label('C2/C3'))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO_ROOT), timeout=120)
     assert done.returncode == 0, done.stderr
@@ -137,7 +139,7 @@ def test_core_scene_has_the_logics_and_converters(core):
 def test_terminology_entry_matches_slicers_own_serialization(core):
     logic = core.terminology_logic
     for kind, code, meaning in (("rootlets", "69733000", "Spinal nerve root"), ("cord", "2748008", "Spinal cord")):
-        text = mrml.terminology_entry_string(kind)
+        text = mrml_segments.terminology_entry_string(kind)
         entry = slicer.vtkSlicerTerminologyEntry()
         assert logic.DeserializeTerminologyEntry(text, entry)
         assert entry.GetTerminologyContextName() == "Segmentation category and type - RootletSeg"
@@ -146,7 +148,7 @@ def test_terminology_entry_matches_slicers_own_serialization(core):
         assert entry.GetTypeObject().GetCodeMeaning() == meaning
         assert entry.GetTypeObject().GetCodingSchemeDesignator() == "SCT"
         assert logic.SerializeTerminologyEntry(entry) == text
-    assert mrml.terminology_file().is_file()
+    assert mrml_segments.terminology_file().is_file()
 
 
 # --------------------------------------------------------------------------------------------- volume round trip
@@ -262,7 +264,7 @@ def _our_segments(segmentation_node):
     return {
         segmentation.GetSegment(i).GetName(): segmentation.GetSegment(i)
         for i in segmentation.GetSegmentIDs()
-        if mrml._get_tag(segmentation.GetSegment(i), mrml.SOURCE_TAG) == "RootletSeg"
+        if mrml_segments._get_tag(segmentation.GetSegment(i), mrml_segments.SOURCE_TAG) == "RootletSeg"
     }
 
 
@@ -273,7 +275,7 @@ def test_label_map_becomes_level_segments_and_back_exactly(core, sct_data, trans
         sitk.ReadImage(str(sct_data / "t2" / "t2.nii.gz")).GetDirection())) == "PSR"
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
 
-    created = mrml.show_level_segments(segmentation_node, labels, volume)
+    created = mrml_segments.show_level_segments(segmentation_node, labels, volume)
 
     present = sorted(int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels)) if v)
     assert present == [3, 4, 5, 6]
@@ -286,9 +288,9 @@ def test_label_map_becomes_level_segments_and_back_exactly(core, sct_data, trans
         assert segment.GetName() == f"C{value} rootlets"
         np.testing.assert_allclose(segment.GetColor(), LEVEL_COLORS[value])
         colors.add(tuple(segment.GetColor()))
-        assert segment.GetTerminology() == mrml.terminology_entry_string("rootlets")
-        assert mrml._get_tag(segment, "TerminologyEntry") == mrml.terminology_entry_string("rootlets")
-        assert mrml._get_tag(segment, mrml.LEVEL_TAG) == str(value)
+        assert segment.GetTerminology() == mrml_segments.terminology_entry_string("rootlets")
+        assert mrml_segments._get_tag(segment, "TerminologyEntry") == mrml_segments.terminology_entry_string("rootlets")
+        assert mrml_segments._get_tag(segment, mrml_segments.LEVEL_TAG) == str(value)
         surface = segmentation_node.GetClosedSurfaceInternalRepresentation(segment_id)
         assert surface is not None and surface.GetNumberOfPoints() > 0 and surface.GetNumberOfCells() > 0
     assert len(colors) == len(created)
@@ -296,7 +298,7 @@ def test_label_map_becomes_level_segments_and_back_exactly(core, sct_data, trans
     if transformed:
         assert segmentation_node.GetTransformNodeID() == volume.GetTransformNodeID()
 
-    back = mrml.label_image_from_segments(segmentation_node, volume)
+    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))
     np.testing.assert_allclose(back.GetOrigin(), labels.GetOrigin(), atol=1e-6)
     np.testing.assert_allclose(back.GetDirection(), labels.GetDirection(), atol=1e-9)
@@ -309,9 +311,9 @@ def test_segments_in_a_segmentation_under_another_transform_stay_in_place(core, 
     segmentation_node.GetSegmentation().AddEmptySegment("user", "My notes")
     other = _linear_transform_node(core.scene, _rigid((0, 0, 1), -30.0, (1.0, 2.0, 3.0)))
     segmentation_node.SetAndObserveTransformNodeID(other.GetID())
-    mrml.show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
+    mrml_segments.show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
     assert segmentation_node.GetTransformNodeID() == other.GetID()  # a node with user content is not moved
-    back = mrml.label_image_from_segments(segmentation_node, volume)
+    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))
 
 
@@ -337,7 +339,7 @@ def _add_user_segment(segmentation_node, volume, mask_kji, name):
 def test_rerun_replaces_only_our_segments_and_keeps_the_users(core, sct_data):
     volume, labels = _real_data(core, sct_data)
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
-    mrml.show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
+    mrml_segments.show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
     array = sitk.GetArrayFromImage(labels)
     cord = np.zeros(array.shape, np.uint8)
     cord[:, 20:30, 25:35] = 1
@@ -349,36 +351,36 @@ def test_rerun_replaces_only_our_segments_and_keeps_the_users(core, sct_data):
     array2[array2 == 4] = 7
     labels2 = sitk.GetImageFromArray(array2)
     labels2.CopyInformation(labels)
-    mrml.show_level_segments(segmentation_node, labels2, volume, closed_surfaces=False)
+    mrml_segments.show_level_segments(segmentation_node, labels2, volume, closed_surfaces=False)
 
     segmentation = segmentation_node.GetSegmentation()
     names = [segmentation.GetSegment(i).GetName() for i in segmentation.GetSegmentIDs()]
     assert sorted(names) == ["C3 rootlets", "C5 rootlets", "C7 rootlets", "Spinal cord"]
     assert segmentation.GetSegment(cord_id).GetName() == "Spinal cord"
     np.testing.assert_array_equal(
-        sitk.GetArrayFromImage(mrml.mask_image_from_segment(segmentation_node, cord_id, volume)), cord
+        sitk.GetArrayFromImage(mrml_segments.mask_image_from_segment(segmentation_node, cord_id, volume)), cord
     )
-    back = mrml.label_image_from_segments(segmentation_node, volume)
+    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), array2)
 
 
 def test_user_segments_named_like_levels_are_read_back(core, sct_data):
     volume, labels = _real_data(core, sct_data)
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
-    mrml.show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
+    mrml_segments.show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
     extra = np.zeros(sitk.GetArrayViewFromImage(labels).shape, np.uint8)
     extra[5:8, 40:42, 10:12] = 1  # a T1 level drawn by hand, no RootletSeg tags
     _add_user_segment(segmentation_node, volume, extra, "T1 rootlets")
     expected = sitk.GetArrayFromImage(labels)
     expected[extra > 0] = 9
-    back = mrml.label_image_from_segments(segmentation_node, volume)
+    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), expected)
 
     # the Segment Editor keeps segments in shared labelmap layers (one layer, a label value per segment)
     segmentation = segmentation_node.GetSegmentation()
     segmentation.CollapseBinaryLabelmaps(False)
     assert segmentation.GetNumberOfLayers() < segmentation.GetNumberOfSegments()
-    back = mrml.label_image_from_segments(segmentation_node, volume)
+    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), expected)
 
 
@@ -389,9 +391,9 @@ def test_labels_outside_c2_t1_still_round_trip(core, sct_data):
     odd = sitk.GetImageFromArray(array)
     odd.CopyInformation(labels)
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
-    created = mrml.show_level_segments(segmentation_node, odd, volume, closed_surfaces=False)
+    created = mrml_segments.show_level_segments(segmentation_node, odd, volume, closed_surfaces=False)
     assert segmentation_node.GetSegmentation().GetSegment(created[12]).GetName() == "label 12 rootlets"
-    back = mrml.label_image_from_segments(segmentation_node, volume)
+    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), array)
 
 
@@ -399,12 +401,12 @@ def test_no_level_segments_and_wrong_grid_are_clear_errors(core, sct_data):
     volume, labels = _real_data(core, sct_data)
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Empty")
     with pytest.raises(UserError, match="no rootlet level segments"):
-        mrml.label_image_from_segments(segmentation_node, volume)
+        mrml_segments.label_image_from_segments(segmentation_node, volume)
     with pytest.raises(UserError, match="has no segment"):
-        mrml.mask_image_from_segment(segmentation_node, "nope", volume)
+        mrml_segments.mask_image_from_segment(segmentation_node, "nope", volume)
     small = sitk.Image(5, 5, 5, sitk.sitkUInt8)
     with pytest.raises(UserError, match="not on the grid"):
-        mrml.show_level_segments(segmentation_node, small, volume)
+        mrml_segments.show_level_segments(segmentation_node, small, volume)
 
 
 # ------------------------------------------------------------------------------------------------ discs
@@ -415,7 +417,7 @@ def test_disc_points_round_trip_through_markups_under_a_transform(core):
     transform = _linear_transform_node(core.scene, _rigid())
     node.SetAndObserveTransformNodeID(transform.GetID())
 
-    assert mrml.markups_from_disc_points(node, discs, pmj=pmj) is node
+    assert mrml_levels.markups_from_disc_points(node, discs, pmj=pmj) is node
     labels = [node.GetNthControlPointLabel(i) for i in range(node.GetNumberOfControlPoints())]
     assert labels == ["C2/C3", "C3/C4", "T1/T2", "PMJ"]
     # stored in the node's local frame so that world positions are the given RAS points
@@ -425,21 +427,21 @@ def test_disc_points_round_trip_through_markups_under_a_transform(core):
         (np.linalg.inv(_rigid()) @ np.r_[discs[0].position_ras, 1.0])[:3], local, atol=1e-9
     )
 
-    back = mrml.disc_points_from_markups(node)
+    back = mrml_levels.disc_points_from_markups(node)
     assert [d.value for d in back] == [3, 4, 9, 50]
     for got, want in zip(back, discs + [DiscPoint(50, pmj)]):
         np.testing.assert_allclose(got.position_ras, want.position_ras, atol=1e-9)
-    np.testing.assert_allclose(mrml.pmj_from_markups(node), pmj, atol=1e-9)
+    np.testing.assert_allclose(mrml_levels.pmj_from_markups(node), pmj, atol=1e-9)
 
     # moving the transform moves the discs in world space
     shifted = _rigid(translation=(15.5, -2.25, 40.0))
     transform.SetMatrixTransformToParent(_vtk_matrix(shifted))
     expected = (shifted @ np.linalg.inv(_rigid()) @ np.r_[discs[0].position_ras, 1.0])[:3]
-    np.testing.assert_allclose(mrml.disc_points_from_markups(node)[0].position_ras, expected, atol=1e-9)
+    np.testing.assert_allclose(mrml_levels.disc_points_from_markups(node)[0].position_ras, expected, atol=1e-9)
 
 
 def test_markups_from_disc_points_on_a_scene_makes_a_discs_node(core):
-    node = mrml.markups_from_disc_points(core.scene, [DiscPoint(5, (0.0, 0.0, 1.0))])
+    node = mrml_levels.markups_from_disc_points(core.scene, [DiscPoint(5, (0.0, 0.0, 1.0))])
     assert node.GetName() == "Discs" and node.GetScene() is core.scene
     assert node.GetNthControlPointLabel(0) == "C4/C5"
 
@@ -448,29 +450,29 @@ def test_disc_labels_in_several_spellings_and_bad_labels(core):
     node = core.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Discs")
     for label, z in (("disc 3", 30.0), ("4", 20.0), ("c4-c5", 10.0), (" C5/C6 ", 0.0), ("pmj", 50.0)):
         node.AddControlPointWorld(vtk.vtkVector3d(0.0, 0.0, z), label)
-    assert [d.value for d in mrml.disc_points_from_markups(node)] == [3, 4, 5, 6, 50]
-    assert mrml.disc_value_from_label("C7/T1") == 8 and mrml.disc_value_from_label("T1-T2") == 9
-    assert mrml.disc_value_from_label("F-1") is None and mrml.disc_value_from_label("disc 77") is None
+    assert [d.value for d in mrml_levels.disc_points_from_markups(node)] == [3, 4, 5, 6, 50]
+    assert mrml_levels.disc_value_from_label("C7/T1") == 8 and mrml_levels.disc_value_from_label("T1-T2") == 9
+    assert mrml_levels.disc_value_from_label("F-1") is None and mrml_levels.disc_value_from_label("disc 77") is None
     node.AddControlPointWorld(vtk.vtkVector3d(0.0, 0.0, -5.0), "F-1")
     with pytest.raises(UserError, match="'F-1'.*not a disc name"):
-        mrml.disc_points_from_markups(node)
+        mrml_levels.disc_points_from_markups(node)
     node.SetNthControlPointLabel(node.GetNumberOfControlPoints() - 1, "C2/C3")
     with pytest.raises(UserError, match="C2/C3 is placed twice"):
-        mrml.disc_points_from_markups(node)
+        mrml_levels.disc_points_from_markups(node)
 
 
 def test_next_disc_name_follows_the_guided_order(core):
     node = core.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Discs")
-    assert mrml.next_disc_name(node) == "C2/C3"
+    assert mrml_levels.next_disc_name(node) == "C2/C3"
     node.AddControlPointWorld(vtk.vtkVector3d(0, 0, 0), "C2/C3")
     node.AddControlPointWorld(vtk.vtkVector3d(0, 0, -10), "5")  # C4/C5 placed out of order
     node.AddControlPointWorld(vtk.vtkVector3d(0, 0, 10), "PMJ")
-    assert mrml.next_disc_name(node) == "C3/C4"
-    node.AddControlPointWorld(vtk.vtkVector3d(0, 0, -5), mrml.next_disc_name(node))
-    assert mrml.next_disc_name(node) == "C5/C6"
+    assert mrml_levels.next_disc_name(node) == "C3/C4"
+    node.AddControlPointWorld(vtk.vtkVector3d(0, 0, -5), mrml_levels.next_disc_name(node))
+    assert mrml_levels.next_disc_name(node) == "C5/C6"
     for value in (6, 7, 8, 9):
         node.AddControlPointWorld(vtk.vtkVector3d(0, 0, -10.0 * value), DISC_NAMES[value])
-    assert mrml.next_disc_name(node) == ""
+    assert mrml_levels.next_disc_name(node) == ""
 
 
 # ------------------------------------------------------------------------------------------------ table, chart
@@ -486,7 +488,7 @@ def test_level_table_node_holds_the_same_numbers_as_the_levels_tsv(core):
     result = _result()
     rows = export.level_table_rows(result)
     node = core.scene.AddNewNodeByClass("vtkMRMLTableNode", "Levels")
-    assert mrml.update_level_table_node(node, result) is node
+    assert mrml_levels.update_level_table_node(node, result) is node
     table = node.GetTable()
     assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == list(export.LEVEL_COLUMNS)
     assert table.GetNumberOfRows() == len(rows)
@@ -517,7 +519,7 @@ def test_level_table_node_holds_the_same_numbers_as_the_levels_tsv(core):
     fewer = _result()
     fewer.rows = fewer.rows[:3]
     fewer.overlaps = [o for o in fewer.overlaps if o.spinal_level in ("C2", "C3", "C4")]
-    mrml.update_level_table_node(node, fewer)
+    mrml_levels.update_level_table_node(node, fewer)
     assert node.GetTable().GetNumberOfRows() == 3
 
 
@@ -536,24 +538,24 @@ def test_gui_flow_on_the_phantom_gives_the_same_levels_as_the_files(core):
     scene = core.scene
     volume = mrml.volume_node_from_image(scene, case.image, "phantom")
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
-    mrml.show_level_segments(segmentation_node, case.rootlets, volume, closed_surfaces=False)
+    mrml_segments.show_level_segments(segmentation_node, case.rootlets, volume, closed_surfaces=False)
     cord_id = _add_user_segment(segmentation_node, volume, sitk.GetArrayFromImage(case.cord) > 0, "Spinal cord")
-    markups = mrml.markups_from_disc_points(scene, discs, pmj=pmj)
+    markups = mrml_levels.markups_from_disc_points(scene, discs, pmj=pmj)
 
-    rootlets = mrml.label_image_from_segments(segmentation_node, volume)
-    cord = mrml.mask_image_from_segment(segmentation_node, cord_id, volume)
-    landmarks = mrml.disc_points_from_markups(markups)
+    rootlets = mrml_segments.label_image_from_segments(segmentation_node, volume)
+    cord = mrml_segments.mask_image_from_segment(segmentation_node, cord_id, volume)
+    landmarks = mrml_levels.disc_points_from_markups(markups)
     result = levels.compute_levels(rootlets, cord, landmarks)
 
     assert export.level_table_rows(result) == export.level_table_rows(expected)
-    node = mrml.update_level_table_node(scene.AddNewNodeByClass("vtkMRMLTableNode", "Levels"), result)
+    node = mrml_levels.update_level_table_node(scene.AddNewNodeByClass("vtkMRMLTableNode", "Levels"), result)
     rows = export.level_table_rows(expected)
     table = node.GetTable()
     for name in ("rostral_S_mm", "caudal_S_mm", "rostral_pmj_mm", "caudal_pmj_mm", "height_mm", "n_voxels"):
         column = table.GetColumnByName(name)
         assert [column.GetValue(r) for r in range(len(rows))] == [row[name] for row in rows], name
 
-    chart = mrml.update_level_chart(scene, result)
+    chart = mrml_levels.update_level_chart(scene, result)
     chart_table = chart.GetNthPlotSeriesNode(0).GetTableNode().GetTable()
     chart_levels = [chart_table.GetColumnByName("level").GetValue(r) for r in range(chart_table.GetNumberOfRows())]
     midpoints = chart_table.GetColumnByName("spinal_midpoint_mm")
@@ -564,7 +566,7 @@ def test_gui_flow_on_the_phantom_gives_the_same_levels_as_the_files(core):
 
 def test_level_chart_has_spinal_and_vertebral_series_and_is_reused(core):
     result = _result()
-    chart = mrml.update_level_chart(core.scene, result)
+    chart = mrml_levels.update_level_chart(core.scene, result)
     assert chart.IsA("vtkMRMLPlotChartNode")
     assert chart.GetNumberOfPlotSeriesNodes() == 6
     names = set()
@@ -585,7 +587,7 @@ def test_level_chart_has_spinal_and_vertebral_series_and_is_reused(core):
     assert math.isnan(spinal_mid.GetValue(levels.index("T1")))  # no spinal T1 in this result
     assert "PMJ" in chart.GetYAxisTitle()
 
-    again = mrml.update_level_chart(core.scene, result)
+    again = mrml_levels.update_level_chart(core.scene, result)
     assert again is chart or again.GetID() == chart.GetID()
     assert core.scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 1
     assert core.scene.GetNumberOfNodesByClass("vtkMRMLPlotSeriesNode") == 6
@@ -595,7 +597,7 @@ def test_level_bound_markups_match_the_exported_markups(core):
     from RootletSegLogic import export
 
     result = _result()
-    node = mrml.level_bound_markups(core.scene, result)
+    node = mrml_levels.level_bound_markups(core.scene, result)
     exported = export.level_markups(result, coordinate_system="RAS")["markups"][0]["controlPoints"]
     assert node.GetNumberOfControlPoints() == len(exported) > 0
     for index, point in enumerate(exported):
@@ -604,7 +606,7 @@ def test_level_bound_markups_match_the_exported_markups(core):
         node.GetNthControlPointPositionWorld(index, position)
         np.testing.assert_allclose(position, point["position"], atol=1e-9)
     assert node.GetNthControlPointLabel(0) == "C2 rostral"
-    mrml.level_bound_markups(core.scene, result)
+    mrml_levels.level_bound_markups(core.scene, result)
     assert core.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode") == 1
 
 
@@ -624,7 +626,7 @@ def test_label_map_read_back_from_nifti_fits_an_oblique_transformed_volume(core,
     assert from_file.GetOrigin() != world.GetOrigin() or from_file.GetDirection() != world.GetDirection()
 
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
-    mrml.show_level_segments(segmentation_node, from_file, node, closed_surfaces=False)
-    back = mrml.label_image_from_segments(segmentation_node, node)
+    mrml_segments.show_level_segments(segmentation_node, from_file, node, closed_surfaces=False)
+    back = mrml_segments.label_image_from_segments(segmentation_node, node)
     # every value, label 1 ("label 1 rootlets") included, comes back by its RootletSeg tag
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))
