@@ -223,7 +223,7 @@ def test_top_level_imports_are_allowed(tree):
 
 
 def test_names_used_from_the_core_exist(tree):
-    """`child_process.x`, `gui_support.x`, `mrml.x`, `dependencies.x` in RootletSeg.py exist in the core."""
+    """`child_process.x`, `gui_support.x`, `mrml*.x`, `dependencies.x` in RootletSeg.py exist in the core."""
     modules = {}
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.module == "RootletSegLogic":
