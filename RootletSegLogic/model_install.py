@@ -145,15 +145,15 @@ def human_bytes(size: int) -> str:
 
 def fetch(url: str, destination: Path, label: str, expected_size: Optional[int], progress: ProgressCallback) -> int:
     """Download `url` into `destination`, reporting stage "download" in bytes. Returns the size. UserError on failure."""
-    advice = "check the network connection, or give a mirror with --url, or import a zip downloaded elsewhere " \
-             "with `rootletseg models import`"
+    advice = ("check the network connection, or download from a mirror with `rootletseg models download NAME "
+              "--url URL`, or import a zip downloaded elsewhere with `rootletseg models import`")
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "rootletseg"})
         response = urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S)
     except urllib.error.HTTPError as error:
-        raise UserError(f"Downloading {label} failed: {url} answered HTTP {error.code} {error.reason}; check the "
-                        "URL or give a mirror with --url, or import a zip downloaded elsewhere with "
-                        "`rootletseg models import`.") from None
+        raise UserError(f"Downloading {label} failed: {url} answered HTTP {error.code} {error.reason}: check the "
+                        "URL, or download from a mirror with `rootletseg models download NAME --url URL`, or import "
+                        "a zip downloaded elsewhere with `rootletseg models import`.") from None
     except urllib.error.URLError as error:
         reason = error.reason
         reason = getattr(reason, "strerror", None) or str(reason)
