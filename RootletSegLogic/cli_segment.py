@@ -43,10 +43,12 @@ def add_level_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _level_request(args: argparse.Namespace, segmentation_path):
-    """(LevelInputs, LevelOutputs) when level inputs were given, else None. Outputs go beside the segmentation."""
+    """(LevelInputs, LevelOutputs) when level inputs were given, else None. Outputs go beside the segmentation and
+    are named after it: `sub-01_rootlets.nii.gz` -> `sub-01_levels.tsv`, ..."""
     from pathlib import Path
 
     from .imageio import image_stem
+    from .inference import OUTPUT_SUFFIX
     from .level_files import LevelInputs, default_level_outputs
 
     if not (args.cord or args.discs or args.disc_points):
@@ -57,9 +59,20 @@ def _level_request(args: argparse.Namespace, segmentation_path):
         return None
     inputs = LevelInputs(Path(segmentation_path), *(Path(p) if p else None for p in
                                                     (args.cord, args.discs, args.disc_points, args.pmj)))
-    stem = image_stem(args.image)
+    stem = image_stem(segmentation_path)
+    if stem.endswith(OUTPUT_SUFFIX) and len(stem) > len(OUTPUT_SUFFIX):
+        stem = stem[: -len(OUTPUT_SUFFIX)]
     outputs = default_level_outputs(Path(segmentation_path).parent, stem, with_label_image=bool(args.cord))
     return inputs, outputs
+
+
+def _check_cord_grid(image_path, cord_path) -> None:
+    """The segmentation lands exactly on the image grid, so a cord mask on another grid fails now, not after the
+    (long) segmentation."""
+    from . import imageio
+
+    imageio.check_same_grid(imageio.read_label_map(cord_path, "spinal cord mask"), imageio.read_image(image_path),
+                            what="spinal cord mask", reference_what="input image")
 
 
 def register(subparsers) -> None:
@@ -105,6 +118,8 @@ def run(args: argparse.Namespace, reporter) -> int:
     if request:
         inputs, level_outputs = request
         check_level_request(inputs, level_outputs, args.overwrite, rootlets_pending=True)
+        if args.cord:
+            _check_cord_grid(args.image, args.cord)
     outputs = segment_file(
         args.image, args.output, model=args.model, device=args.device, tta=args.tta, step=args.step,
         folds=args.folds, overwrite=args.overwrite, progress=reporter, warn=reporter.warning, threads=args.threads,
@@ -118,8 +133,9 @@ def run(args: argparse.Namespace, reporter) -> int:
                 progress=reporter, warn=reporter.warning,
             )
         except UserError as error:
+            reason = str(error)
             raise UserError(f"The segmentation was written to '{outputs['segmentation']}', but not the levels: "
-                            f"{error}") from None
+                            f"{reason[:1].lower()}{reason[1:]}") from None
         outputs.update(written)
     reporter.result(outputs)
     return 0

@@ -92,3 +92,26 @@ def test_segment_checks_level_inputs_before_segmenting(tmp_path):
     assert sorted(p.name for p in phantom_dir.iterdir()) == before
     done = rootletseg("segment", phantom_dir / "image.nii.gz", "--model", "demo", "--pmj", phantom_dir / "pmj.nii.gz")
     assert done.returncode == 1 and "--pmj alone" in done.stderr
+
+
+def test_segment_refuses_a_cord_on_another_grid_before_segmenting(tmp_path):
+    ras, psr = tmp_path / "ras", tmp_path / "psr"
+    assert rootletseg("phantom", "--out", ras, "--seed", "1003").returncode == 0
+    assert rootletseg("phantom", "--out", psr, "--seed", "1003", "--orientation", "PSR").returncode == 0
+    before = sorted(p.name for p in ras.iterdir())
+    done = rootletseg("segment", ras / "image.nii.gz", "--model", "demo", "--cord", psr / "cord.nii.gz")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "not on the same voxel grid as the input image" in done.stderr and "PSR vs RAS" in done.stderr
+    assert sorted(p.name for p in ras.iterdir()) == before  # nothing segmented, nothing written
+
+
+def test_level_outputs_are_named_after_the_segmentation(tmp_path):
+    phantom_dir = tmp_path / "phantom"
+    assert rootletseg("phantom", "--out", phantom_dir, "--seed", "1004").returncode == 0
+    done = rootletseg("segment", phantom_dir / "image.nii.gz", "--model", "demo", "--threads", "1",
+                      "-o", tmp_path / "sub-07_rootlets.nii.gz", "--cord", phantom_dir / "cord.nii.gz",
+                      "--progress", "json")
+    assert done.returncode == 0, done.stderr
+    outputs = json.loads(done.stdout.splitlines()[-1])["outputs"]
+    assert Path(outputs["table"]) == tmp_path / "sub-07_levels.tsv"
+    assert Path(outputs["label_image"]) == tmp_path / "sub-07_levels.nii.gz"
