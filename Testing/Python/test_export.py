@@ -164,8 +164,7 @@ def test_read_level_table_rejects_bad_tables(tmp_path, content, message):
 
 def test_real_levels_on_pam50(sct_data, tmp_path):
     """A real result from levels.py (PAM50_small: rootlets, cord, discs, PMJ) exported and read back."""
-    levels = pytest.importorskip("RootletSegLogic.levels")
-    from RootletSegLogic import discs, imageio
+    from RootletSegLogic import discs, imageio, levels
 
     template = sct_data / "template"
     rootlets = imageio.read_label_map(template / "PAM50_small_rootlets.nii.gz")

@@ -45,10 +45,6 @@ def asymmetric_image(shape_xyz=(22, 18, 26), spacing=(0.9, 1.1, 1.3), origin=(12
     return image
 
 
-def demo_model_present() -> bool:
-    return DEMO.is_dir() and any(DEMO.glob("*/plans.json"))
-
-
 @pytest.fixture(scope="module")
 def model_root(tmp_path_factory):
     """A tiny untrained model (fast, deterministic, not flip-equivariant): the full orientation sweep runs on it."""
@@ -104,7 +100,6 @@ def test_all_48_orientations_and_oblique_give_the_same_segmentation(segmenter):
         assert np.array_equal(sitk.GetArrayFromImage(labels), expected), code
 
 
-@pytest.mark.skipif(not demo_model_present(), reason="the demo model (Resources/Models/demo) is not built")
 def test_demo_model_on_the_phantom_in_several_orientations():
     """The embedded demo model (1 tile of 128x48x48 per run, ~1.5 s on 2 cores): a subset of orientations + oblique."""
     from RootletSegLogic.phantom import make_phantom
