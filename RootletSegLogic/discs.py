@@ -108,8 +108,13 @@ def disc_value(name) -> int:
 
 
 # -------------------------------------------------------------------------------------------------- label images
+LANDMARK_MAX_RADIUS_MM = 5.0
+"""A disc or PMJ label is a point; SCT writes one voxel, some tools a small blob. Farther than this from its
+centroid, a label is not a landmark (a cord mask given as discs, say)."""
+
+
 def _label_centroids(image: sitk.Image, what: str) -> dict:
-    """{value: centroid RAS mm} over the voxels of each non-zero label value."""
+    """{value: centroid RAS mm} over the voxels of each non-zero label value; each must be point-like."""
     array = sitk.GetArrayViewFromImage(image)
     if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or not np.all(np.mod(array, 1) == 0):
@@ -119,7 +124,18 @@ def _label_centroids(image: sitk.Image, what: str) -> dict:
         return {}
     values = np.asarray(array[tuple(zyx.T)]).astype(int)
     ras = imageio.lps_to_ras(imageio.voxel_centers_lps(image, zyx[:, ::-1]))
-    return {int(v): tuple(float(c) for c in ras[values == v].mean(axis=0)) for v in np.unique(values)}
+    centroids = {}
+    for value in np.unique(values):
+        points = ras[values == value]
+        centroid = points.mean(axis=0)
+        spread_mm = float(np.max(np.linalg.norm(points - centroid, axis=1)))
+        if spread_mm > LANDMARK_MAX_RADIUS_MM:
+            raise UserError(
+                f"The {what} has label {int(value)} on {len(points)} voxels spread over {2 * spread_mm:.0f} mm: a disc "
+                f"or PMJ label marks one point (SCT writes one voxel); is this a segmentation instead of labels?"
+            )
+        centroids[int(value)] = tuple(float(c) for c in centroid)
+    return centroids
 
 
 def landmarks_from_label_image(image: sitk.Image, what: str = "disc label image") -> Tuple[List[DiscPoint], Optional[tuple]]:

@@ -112,3 +112,15 @@ def test_bad_point_files(tmp_path, name, text, match):
     (tmp_path / name).write_text(text)
     with pytest.raises(UserError, match=match):
         discs.read_landmarks(tmp_path / name)
+
+
+def test_a_segmentation_given_as_landmarks_is_refused(sct_data):
+    """A cord mask passed as --discs or --pmj is not taken as one huge disc or as a PMJ at the cord's centroid."""
+    cord = imageio.read_label_map(sct_data / "t2" / "t2_seg-manual.nii.gz")
+    with pytest.raises(UserError, match="marks one point"):
+        discs.landmarks_from_label_image(cord)
+    with pytest.raises(UserError, match="marks one point"):
+        discs.pmj_from_label_image(cord)
+    labels = discs.landmarks_from_label_image(
+        imageio.read_label_map(sct_data / "template" / "PAM50_small_label_disc.nii.gz"))[0]
+    assert [d.value for d in labels][:3] == [2, 3, 4]
