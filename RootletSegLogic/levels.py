@@ -19,12 +19,8 @@ Rootlets only (no cord mask): bounds from all rootlet voxels; every row says "ro
 is not the paper's method. Positions are then on a vertical line through the rootlets' mean R, A (through the PMJ
 when one is given, so that PMJ distances are along S).
 
-Centerline: per axial slice (slices along the voxel axis closest to world S) holding cord, the centre of mass of
-the cord voxels (RAS mm), ordered rostral -> caudal; R and A are smoothed lightly along the cord (Gaussian,
-sigma `CENTERLINE_SMOOTHING_MM` of cord length) so the voxel staircase does not lengthen the arc, as SCT fits its
-centerline before measuring from the PMJ; S is not smoothed. Above its top and below its bottom the centerline is
-extended straight along S (to the PMJ when the PMJ lies above the cord: the line from the top of the cord to the
-PMJ), so every bound has a position; bounds or discs falling on these extensions get a warning.
+Centerline and distances along it: centerline.py (world RAS mm, extended straight along S beyond the cord, to the
+PMJ when the PMJ lies above the cord). Bounds or discs falling on these extensions get a warning.
 
 Vertebral levels (SCT convention): disc value 2 = C1/C2, ..., 8 = C7/T1, 9 = T1/T2; vertebral level N lies between
 discs N and N+1. Each disc is projected onto the centerline (nearest point in 3-D); its bound S is the S of the
@@ -36,12 +32,23 @@ error (a binary rootlet mask has no levels); value 1 beside levels 2..9 is ignor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from . import imageio
+from .centerline import (
+    POSITION_TOLERANCE_MM,
+    DistanceReference,
+    GridGeometry,
+    bounding_box,
+    build_distance_reference,
+    cord_centerline_points,
+    crop_to_box,
+    voxel_indices,
+)
 from .discs import vertebra_name
 from .errors import UserError
 from .level_types import (
@@ -56,75 +63,12 @@ from .level_types import (
 from .progress import ProgressCallback, ProgressEvent, no_progress
 
 ENTRY_ZONE_DILATION_VOXELS = 3
-CENTERLINE_SMOOTHING_MM = 2.0
 LEVEL_VALUES = tuple(range(2, 10))
 PMJ_DISC_VALUE = 50
 PMG_DISC_VALUE = 49
-_EXTENSION_MM = 10_000.0  # length of the straight S extensions above/below the centerline
-_TOL_MM = 1e-3
 
 
-# --------------------------------------------------------------------------------------------------- geometry
-class _Geometry:
-    """World geometry of an image grid: RAS of voxel indices, and which voxel axis is the axial (S) one."""
-
-    def __init__(self, image: sitk.Image):
-        self.direction = imageio.direction_matrix(image)  # columns: LPS unit vector of voxel axes i, j, k
-        self.spacing = np.asarray(image.GetSpacing(), dtype=float)
-        self.origin_lps = np.asarray(image.GetOrigin(), dtype=float)
-        # voxel axis (ITK i/j/k) whose direction is closest to world S
-        self.axial_axis = int(np.argmax(np.abs(self.direction[2, :])))
-        self.axial_axis_zyx = 2 - self.axial_axis
-        # mm of S per slice step along the axial axis
-        self.slice_step_mm = float(abs(self.direction[2, self.axial_axis]) * self.spacing[self.axial_axis])
-        # RAS = M @ ijk + b
-        flip = np.array([-1.0, -1.0, 1.0])
-        self.matrix_ras = (self.direction * self.spacing[None, :]) * flip[:, None]
-        self.offset_ras = self.origin_lps * flip
-
-    def ras_of_zyx(self, zyx: np.ndarray) -> np.ndarray:
-        """(N, 3) NumPy (z, y, x) indices -> (N, 3) RAS mm voxel centres."""
-        zyx = np.asarray(zyx)
-        m = self.matrix_ras  # columns: RAS mm per step along i, j, k
-        out = np.empty((len(zyx), 3), dtype=float)
-        for row in range(3):
-            out[:, row] = self.offset_ras[row] + m[row, 0] * zyx[:, 2] + m[row, 1] * zyx[:, 1] + m[row, 2] * zyx[:, 0]
-        return out
-
-    def s_of_zyx(self, zyx: np.ndarray) -> np.ndarray:
-        """World S (mm) of voxel centres given as (N, 3) (z, y, x) indices."""
-        zyx = np.asarray(zyx)
-        m = self.matrix_ras[2]
-        return self.offset_ras[2] + m[0] * zyx[:, 2] + m[1] * zyx[:, 1] + m[2] * zyx[:, 0]
-
-
-def _bbox(mask: np.ndarray):
-    """(lo, hi) inclusive (z, y, x) bounds of the non-zero voxels of a boolean array, or None when empty."""
-    lo, hi = [], []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        if len(hit) == 0:
-            return None
-        lo.append(int(hit[0]))
-        hi.append(int(hit[-1]))
-    return np.array(lo), np.array(hi)
-
-
-def _crop(array: np.ndarray, lo, hi) -> np.ndarray:
-    return array[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1]
-
-
-def _argwhere(mask: np.ndarray, box=None) -> np.ndarray:
-    """(N, 3) (z, y, x) indices of True voxels, searching only inside `box` (from _bbox) when given."""
-    if box is None:
-        box = _bbox(mask)
-        if box is None:
-            return np.zeros((0, 3), dtype=np.int64)
-    lo, hi = box
-    return np.argwhere(_crop(mask, lo, hi)) + lo
-
-
+# ------------------------------------------------------------------------------------------------ entry zone
 def _ball_offsets(radius: int) -> np.ndarray:
     r = np.arange(-radius, radius + 1)
     zz, yy, xx = np.meshgrid(r, r, r, indexing="ij")
@@ -139,7 +83,7 @@ def entry_zone_mask(rootlets_zyx: np.ndarray, cord_zyx: np.ndarray, radius: int 
     from scipy import ndimage
 
     out = np.zeros(rootlets_zyx.shape, dtype=bool)
-    cord_box, root_box = _bbox(cord_zyx != 0), _bbox(rootlets_zyx != 0)
+    cord_box, root_box = bounding_box(cord_zyx != 0), bounding_box(rootlets_zyx != 0)
     if cord_box is None or root_box is None:
         return out
     shape = np.array(rootlets_zyx.shape)
@@ -157,124 +101,6 @@ def entry_zone_mask(rootlets_zyx: np.ndarray, cord_zyx: np.ndarray, radius: int 
     roots_box = rootlets_zyx[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] != 0
     out[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = dilated & roots_box
     return out
-
-
-class _Reference:
-    """A polyline (RAS mm, rostral -> caudal, S non-increasing) with straight S extensions, and its distances.
-
-    `distance(arc)` gives the result's distance: arc length minus the PMJ's arc when a PMJ is used, else
-    `reference_S - S` (S axis). Points on the line are found by S (`at_s`) or by nearest point (`project`).
-    """
-
-    def __init__(self, points_ras: np.ndarray, n_cord_points: int, top_index: int):
-        self.points = np.asarray(points_ras, dtype=float)
-        seg = np.diff(self.points, axis=0)
-        self.arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))])
-        self.top_index = top_index  # first point that is cord (or PMJ) rather than extension
-        self.bottom_index = top_index + n_cord_points - 1
-        self.arc_origin = 0.0
-        self.reference_s: Optional[float] = None  # set for S-axis distances
-
-    # position on the line
-    def arc_at_s(self, s: np.ndarray) -> np.ndarray:
-        ss = self.points[::-1, 2]
-        return np.interp(s, ss, self.arc[::-1])
-
-    def point_at_arc(self, arc: float) -> tuple:
-        return tuple(float(np.interp(arc, self.arc, self.points[:, n])) for n in range(3))
-
-    def project(self, point) -> tuple:
-        """Nearest point of the line to `point`: (arc, projected point RAS)."""
-        p = np.asarray(point, dtype=float)
-        a, b = self.points[:-1], self.points[1:]
-        ab = b - a
-        length2 = np.maximum((ab ** 2).sum(axis=1), 1e-12)
-        t = np.clip(((p - a) * ab).sum(axis=1) / length2, 0.0, 1.0)
-        q = a + t[:, None] * ab
-        k = int(np.argmin(((q - p) ** 2).sum(axis=1)))
-        arc = self.arc[k] + t[k] * np.sqrt(length2[k])
-        return float(arc), tuple(float(v) for v in q[k])
-
-    def on_extension(self, arc: float) -> bool:
-        return arc < self.arc[self.top_index] - _TOL_MM or arc > self.arc[self.bottom_index] + _TOL_MM
-
-    # distances
-    def distance_of_arc(self, arc: float, s: float) -> float:
-        if self.reference_s is not None:
-            return float(self.reference_s - s)
-        return float(arc - self.arc_origin)
-
-
-def _smooth(values: np.ndarray, sigma_points: float) -> np.ndarray:
-    if sigma_points <= 0.0 or len(values) < 3:
-        return values
-    from scipy import ndimage
-
-    return ndimage.gaussian_filter1d(values, sigma_points, mode="nearest")
-
-
-def cord_centerline_points(cord_zyx: np.ndarray, geometry: _Geometry, smoothing_mm: float = CENTERLINE_SMOOTHING_MM):
-    """(N, 3) RAS mm: per axial slice holding cord, its centre of mass, ordered rostral -> caudal (R, A smoothed)."""
-    zyx = _argwhere(cord_zyx != 0)
-    slice_index = zyx[:, geometry.axial_axis_zyx]
-    first = int(slice_index.min())
-    slice_index = slice_index - first
-    counts = np.bincount(slice_index)
-    present = counts > 0
-    # centroid of voxel indices per slice, then to RAS (the affine map commutes with the mean)
-    index_centres = np.stack(
-        [np.bincount(slice_index, weights=zyx[:, n].astype(float))[present] / counts[present] for n in range(3)], axis=1)
-    centres = geometry.ras_of_zyx(index_centres)
-    centres = centres[np.argsort(-centres[:, 2], kind="stable")]
-    # make S strictly non-increasing (oblique grids only can break it)
-    centres[:, 2] = np.minimum.accumulate(centres[:, 2])
-    sigma = smoothing_mm / max(geometry.slice_step_mm, 1e-6)
-    centres[:, 0] = _smooth(centres[:, 0], sigma)
-    centres[:, 1] = _smooth(centres[:, 1], sigma)
-    return centres
-
-
-def _build_reference(cord_points: np.ndarray, pmj_ras) -> tuple:
-    """(_Reference, pmj_arc or None): cord points with straight S extensions, the PMJ prepended when above."""
-    points = np.asarray(cord_points, dtype=float)
-    pmj_prepended = False
-    if pmj_ras is not None and pmj_ras[2] > points[0, 2] + _TOL_MM:
-        points = np.vstack([np.asarray(pmj_ras, dtype=float)[None, :], points])
-        pmj_prepended = True
-    top = points[0] + np.array([0.0, 0.0, _EXTENSION_MM])
-    bottom = points[-1] - np.array([0.0, 0.0, _EXTENSION_MM])
-    full = np.vstack([top[None, :], points, bottom[None, :]])
-    ref = _Reference(full, n_cord_points=len(points), top_index=1)
-    pmj_arc = None
-    if pmj_ras is not None:
-        pmj_arc = ref.arc[1] if pmj_prepended else ref.project(pmj_ras)[0]
-    return ref, pmj_arc
-
-
-# ----------------------------------------------------------------------------------------------------- checks
-def _level_values(rootlets_zyx: np.ndarray, warnings: List[str]) -> set:
-    """Check the rootlet values; returns the set of level values 2..9 present."""
-    mask = rootlets_zyx != 0
-    box = _bbox(mask)
-    values = np.unique(_crop(rootlets_zyx, *box)[_crop(mask, *box)]) if box is not None else np.zeros(0)
-    if len(values) == 0:
-        raise UserError("The rootlet segmentation is empty (no non-zero voxel): segment the rootlets first or check the file.")
-    bad = [v for v in values if not (1 <= v <= 9) or float(v) != int(v)]
-    if bad:
-        shown = ", ".join(f"{v:g}" for v in bad[:5])
-        raise UserError(
-            f"The rootlet segmentation holds values outside 1..9 ({shown}): give a rootlet label map "
-            f"with one value per spinal level (2 = C2 ... 9 = T1)."
-        )
-    if list(values) == [1]:
-        raise UserError(
-            "The rootlet segmentation holds only value 1 (a binary mask): spinal levels need one label per level "
-            "(2 = C2 ... 9 = T1), as the RootletSeg model writes."
-        )
-    if 1 in values:
-        n = int(np.count_nonzero(rootlets_zyx == 1))
-        warnings.append(f"{n} rootlet voxels with value 1 (C1) were ignored: the level table covers C2..T1 (values 2..9).")
-    return {int(v) for v in values if 2 <= v <= 9}
 
 
 # ------------------------------------------------------------------------------------------------ computation
@@ -298,10 +124,97 @@ def compute_levels(
         raise UserError(f"Unknown levels method '{method}': use 'paper' or 'gapless'.")
     warnings: List[str] = []
     progress(ProgressEvent("levels", 0, 4, "reading"))
-    geometry = _Geometry(rootlets)
-    rootlets_zyx = sitk.GetArrayViewFromImage(rootlets)
-    present_anywhere = _level_values(rootlets_zyx, warnings)
+    inputs = _checked_inputs(rootlets, cord, discs, pmj_ras, warnings)  # DOMAIN.md step 1
+    has_cord, with_pmj = inputs.cord_zyx is not None, inputs.pmj_ras is not None
+    rows_method = method if has_cord else "rootlets-only"
 
+    progress(ProgressEvent("levels", 1, 4, "entry zone"))
+    voxels = _level_voxels(inputs, warnings)  # step 2: entry zone (all rootlets without a cord)
+    bounds = _level_bounds(voxels, inputs.levels_present, warnings)  # step 3: rostral / caudal S per level
+
+    progress(ProgressEvent("levels", 2, 4, "centerline"))
+    reference, centerline_points = _distance_reference(inputs, voxels, bounds, warnings)  # step 4
+    disc_info = _check_discs(inputs.disc_points, inputs.pmj_ras, reference, warnings)
+    if not with_pmj:
+        reference.reference_s = _s_axis_origin(bounds, disc_info, centerline_points)
+
+    progress(ProgressEvent("levels", 3, 4, "levels"))
+    spinal_rows = _spinal_rows(bounds, reference, rows_method, method == "gapless", has_cord, with_pmj,
+                               warnings)  # step 5
+    vertebral_rows = _vertebral_rows(disc_info, reference, with_pmj, warnings)
+    overlaps = _overlaps(spinal_rows, vertebral_rows)
+    pairings = _pairings(spinal_rows, vertebral_rows)
+    centerline = _centerline_with_distances(reference) if centerline_points is not None else None
+
+    progress(ProgressEvent("levels", 4, 4, "done"))
+    return LevelResult(
+        rows=spinal_rows + vertebral_rows,
+        overlaps=overlaps,
+        pairings=pairings,
+        method=rows_method,
+        distance_reference="pmj" if with_pmj else "S-axis",
+        pmj_ras=inputs.pmj_ras,
+        centerline=centerline,
+        warnings=warnings,
+        reference_S_mm=reference.reference_s,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+@dataclass
+class _LevelInputs:
+    """The checked inputs of `compute_levels`: arrays are (z, y, x) views on the rootlets' grid, points RAS mm."""
+
+    geometry: GridGeometry
+    rootlets_zyx: np.ndarray
+    cord_zyx: Optional[np.ndarray]  # None: no cord mask (rootlets-only fallback)
+    levels_present: set  # rootlet values 2..9 present anywhere in the map
+    disc_points: List[DiscPoint]  # discs only: the PMJ (50) and PMG (49) points are taken out
+    pmj_ras: Optional[tuple]
+
+
+def _checked_inputs(rootlets: sitk.Image, cord: Optional[sitk.Image], discs: Optional[Sequence[DiscPoint]], pmj_ras,
+                    warnings: List[str]) -> _LevelInputs:
+    """Check the rootlets, then the PMJ, then the cord (the first problem found is the one reported).
+
+    The PMJ (50) and PMG (49) points are taken out of the discs here; the discs themselves are checked once the
+    distance reference exists (`_check_discs`), since their order is judged on it.
+    """
+    geometry = GridGeometry(rootlets)
+    rootlets_zyx = sitk.GetArrayViewFromImage(rootlets)
+    levels_present = _level_values(rootlets_zyx, warnings)
+    disc_points, pmj_ras = _split_landmarks(discs, pmj_ras)
+    cord_zyx = _checked_cord(cord, rootlets)
+    return _LevelInputs(geometry, rootlets_zyx, cord_zyx, levels_present, disc_points, pmj_ras)
+
+
+def _level_values(rootlets_zyx: np.ndarray, warnings: List[str]) -> set:
+    """Check the rootlet values; returns the set of level values 2..9 present."""
+    mask = rootlets_zyx != 0
+    box = bounding_box(mask)
+    values = np.unique(crop_to_box(rootlets_zyx, *box)[crop_to_box(mask, *box)]) if box is not None else np.zeros(0)
+    if len(values) == 0:
+        raise UserError("The rootlet segmentation is empty (no non-zero voxel): segment the rootlets first or check the file.")
+    bad = [v for v in values if not (1 <= v <= 9) or float(v) != int(v)]
+    if bad:
+        shown = ", ".join(f"{v:g}" for v in bad[:5])
+        raise UserError(
+            f"The rootlet segmentation holds values outside 1..9 ({shown}): give a rootlet label map "
+            f"with one value per spinal level (2 = C2 ... 9 = T1)."
+        )
+    if list(values) == [1]:
+        raise UserError(
+            "The rootlet segmentation holds only value 1 (a binary mask): spinal levels need one label per level "
+            "(2 = C2 ... 9 = T1), as the RootletSeg model writes."
+        )
+    if 1 in values:
+        n = int(np.count_nonzero(rootlets_zyx == 1))
+        warnings.append(f"{n} rootlet voxels with value 1 (C1) were ignored: the level table covers C2..T1 (values 2..9).")
+    return {int(v) for v in values if 2 <= v <= 9}
+
+
+def _split_landmarks(discs: Optional[Sequence[DiscPoint]], pmj_ras) -> tuple:
+    """(disc points, PMJ RAS mm or None): a disc point with value 50 is the PMJ unless one is given; 49 is dropped."""
     disc_points: List[DiscPoint] = []
     for disc in discs or []:
         if disc.value == PMJ_DISC_VALUE:
@@ -315,17 +228,33 @@ def compute_levels(
         pmj_ras = tuple(float(v) for v in pmj_ras)
         if len(pmj_ras) != 3 or not np.all(np.isfinite(pmj_ras)):
             raise UserError("The PMJ point is not three finite RAS coordinates in mm: check the PMJ file.")
+    return disc_points, pmj_ras
 
-    cord_zyx = None
-    if cord is not None:
-        imageio.check_same_grid(cord, rootlets, what="spinal cord mask")
-        cord_zyx = sitk.GetArrayViewFromImage(cord)
-        if not np.any(cord_zyx):
-            raise UserError("The spinal cord mask is empty (no non-zero voxel): give the cord segmentation of this scan.")
 
-    # ---- rootlet voxels used per level
-    progress(ProgressEvent("levels", 1, 4, "entry zone"))
-    rows_method = method
+def _checked_cord(cord: Optional[sitk.Image], rootlets: sitk.Image) -> Optional[np.ndarray]:
+    """(z, y, x) view of the cord mask, checked to be non-empty and on the rootlets' grid; None without a cord."""
+    if cord is None:
+        return None
+    imageio.check_same_grid(cord, rootlets, what="spinal cord mask")
+    cord_zyx = sitk.GetArrayViewFromImage(cord)
+    if not np.any(cord_zyx):
+        raise UserError("The spinal cord mask is empty (no non-zero voxel): give the cord segmentation of this scan.")
+    return cord_zyx
+
+
+# ------------------------------------------------------------------------------------------- voxels and bounds
+@dataclass
+class _LevelVoxels:
+    """The rootlet voxels that define the levels (the entry zone, or every rootlet voxel without a cord)."""
+
+    zyx: np.ndarray  # (N, 3) voxel indices
+    values: np.ndarray  # (N,) level value 2..9 of each voxel
+    s_mm: np.ndarray  # (N,) world S of each voxel centre, mm
+
+
+def _level_voxels(inputs: _LevelInputs, warnings: List[str]) -> _LevelVoxels:
+    """DOMAIN.md step 2: the rootlet voxels (values 2..9) inside the cord dilated by a 3-voxel ball."""
+    rootlets_zyx, cord_zyx = inputs.rootlets_zyx, inputs.cord_zyx
     if cord_zyx is not None:
         used = entry_zone_mask(rootlets_zyx, cord_zyx)
         if not used.any():
@@ -333,26 +262,31 @@ def compute_levels(
                 "No rootlet voxel lies within 3 voxels of the spinal cord mask: check that the rootlets and the cord "
                 "mask belong to the same scan."
             )
-        zyx = _argwhere(used)
+        zyx = voxel_indices(used)
     else:
-        rows_method = "rootlets-only"
         warnings.append("not the paper's method (no spinal cord mask): levels use all rootlet voxels.")
-        zyx = _argwhere((rootlets_zyx >= 2) & (rootlets_zyx <= 9))
+        zyx = voxel_indices((rootlets_zyx >= 2) & (rootlets_zyx <= 9))
     values = rootlets_zyx[tuple(zyx.T)].astype(int)
     keep = (values >= 2) & (values <= 9)
     zyx, values = zyx[keep], values[keep]
     if len(values) == 0:
         raise UserError("No rootlet voxel with a level value (2 = C2 ... 9 = T1) was found: check the rootlet file.")
-    s_all = geometry.s_of_zyx(zyx)
+    return _LevelVoxels(zyx, values, inputs.geometry.s_of_zyx(zyx))
 
+
+def _level_bounds(voxels: _LevelVoxels, levels_present: set, warnings: List[str]) -> Dict[int, dict]:
+    """DOMAIN.md step 3: {level value: {"rostral_S", "caudal_S" (world S, mm), "n" (voxels)}}, in level order.
+
+    Warns about levels with rootlets but no voxel in the entry zone, and about levels missing between present ones.
+    """
     bounds: Dict[int, dict] = {}
     for value in LEVEL_VALUES:
-        sel = values == value
+        sel = voxels.values == value
         if not sel.any():
             continue
-        s = s_all[sel]
+        s = voxels.s_mm[sel]
         bounds[value] = {"rostral_S": float(s.max()), "caudal_S": float(s.min()), "n": int(sel.sum())}
-    for value in sorted(present_anywhere - set(bounds)):
+    for value in sorted(levels_present - set(bounds)):
         warnings.append(
             f"Level {SPINAL_LEVEL_NAMES[value]} has rootlets but none within 3 voxels of the cord mask: it is left out."
         )
@@ -362,69 +296,146 @@ def compute_levels(
         names = ", ".join(SPINAL_LEVEL_NAMES[v] for v in missing)
         warnings.append(f"Spinal level(s) {names} missing between {SPINAL_LEVEL_NAMES[present[0]]} and "
                         f"{SPINAL_LEVEL_NAMES[present[-1]]}: the table has no row for them.")
+    return bounds
 
-    # ---- reference line
-    progress(ProgressEvent("levels", 2, 4, "centerline"))
+
+# ---------------------------------------------------------------------------------------------- distances
+def _distance_reference(inputs: _LevelInputs, voxels: _LevelVoxels, bounds: Dict[int, dict],
+                        warnings: List[str]) -> tuple:
+    """DOMAIN.md step 4: (DistanceReference, cord centerline points RAS mm or None without a cord).
+
+    With a cord the line is its centerline; without, a vertical line through the rootlets (or the PMJ). With a PMJ,
+    distances start at the PMJ's arc, and the PMJ must lie above every level.
+    """
+    pmj_ras = inputs.pmj_ras
     centerline_points = None
-    if cord_zyx is not None:
-        centerline_points = cord_centerline_points(cord_zyx, geometry)
+    if inputs.cord_zyx is not None:
+        centerline_points = cord_centerline_points(inputs.cord_zyx, inputs.geometry)
         line = centerline_points
     else:
-        ras_used = geometry.ras_of_zyx(zyx)
-        r, a = float(ras_used[:, 0].mean()), float(ras_used[:, 1].mean())
-        if pmj_ras is not None:  # a vertical line through the PMJ: distances from it are along S
-            r, a = pmj_ras[0], pmj_ras[1]
-        line = np.array([[r, a, float(s_all.max())], [r, a, float(s_all.min())]])
+        line = _vertical_line_through_rootlets(inputs.geometry, voxels, pmj_ras)
         if pmj_ras is not None:
             warnings.append("Without a cord mask, distances from the PMJ are measured along the S axis, not the cord.")
-    reference, pmj_arc = _build_reference(line, pmj_ras)
+    reference, pmj_arc = build_distance_reference(line, pmj_ras)
 
     if pmj_ras is not None:
         highest = max(bounds.values(), key=lambda b: b["rostral_S"])
-        if pmj_ras[2] < highest["rostral_S"] - _TOL_MM:
+        if pmj_ras[2] < highest["rostral_S"] - POSITION_TOLERANCE_MM:
             level = next(SPINAL_LEVEL_NAMES[v] for v, b in bounds.items() if b is highest)
             raise UserError(
                 f"The PMJ (S = {pmj_ras[2]:.1f} mm) lies below the rootlets of {level} (up to S = "
                 f"{highest['rostral_S']:.1f} mm): the PMJ is above all rootlets, check the PMJ point."
             )
         reference.arc_origin = pmj_arc
+    return reference, centerline_points
 
-    # ---- discs
-    disc_info = _check_discs(disc_points, pmj_ras, reference, warnings)
 
-    if pmj_ras is None:
-        candidates = [b["rostral_S"] for b in bounds.values()] + [d["S"] for d in disc_info.values()]
-        if centerline_points is not None:
-            candidates.append(float(centerline_points[0, 2]))
-        reference.reference_s = float(max(candidates))
+def _vertical_line_through_rootlets(geometry: GridGeometry, voxels: _LevelVoxels, pmj_ras) -> np.ndarray:
+    """(2, 3) RAS mm: the rootlets' S extent on a vertical line through their mean R, A (or through the PMJ)."""
+    ras_used = geometry.ras_of_zyx(voxels.zyx)
+    r, a = float(ras_used[:, 0].mean()), float(ras_used[:, 1].mean())
+    if pmj_ras is not None:  # a vertical line through the PMJ: distances from it are along S
+        r, a = pmj_ras[0], pmj_ras[1]
+    return np.array([[r, a, float(voxels.s_mm.max())], [r, a, float(voxels.s_mm.min())]])
 
-    # ---- spinal rows
-    progress(ProgressEvent("levels", 3, 4, "levels"))
+
+def _check_discs(disc_points: List[DiscPoint], pmj_ras, reference: DistanceReference, warnings: List[str]) -> dict:
+    """{value: {"S": projected S, "arc": arc, "ras": projected point}} after the order checks."""
+    from .discs import disc_name
+
+    seen: Dict[int, DiscPoint] = {}
+    for disc in disc_points:
+        value = int(disc.value)
+        if value in seen:
+            raise UserError(f"Disc {disc_name(value)} (value {value}) is given twice: keep one point per disc.")
+        if value < 1:
+            raise UserError(f"Disc value {value} is not an SCT disc label (1 = C1 top, 2 = C1/C2, 3 = C2/C3, ...).")
+        position = tuple(float(v) for v in disc.position_ras)
+        if len(position) != 3 or not np.all(np.isfinite(position)):
+            raise UserError(f"Disc {disc_name(value)} has no valid position: give three RAS coordinates in mm.")
+        seen[value] = disc
+    ordered = sorted(seen)
+    for upper, lower in zip(ordered, ordered[1:]):
+        s_up, s_low = seen[upper].position_ras[2], seen[lower].position_ras[2]
+        if s_low >= s_up:
+            raise UserError(
+                f"Discs are out of anatomical order: {disc_name(lower)} (S = {s_low:.1f} mm) is not below "
+                f"{disc_name(upper)} (S = {s_up:.1f} mm); check the disc labels."
+            )
+    if pmj_ras is not None and ordered:
+        first = seen[ordered[0]]
+        if pmj_ras[2] < first.position_ras[2] - POSITION_TOLERANCE_MM:
+            raise UserError(
+                f"The PMJ (S = {pmj_ras[2]:.1f} mm) lies below the first disc {disc_name(first.value)} "
+                f"(S = {first.position_ras[2]:.1f} mm): the PMJ is above all discs, check the PMJ and disc points."
+            )
+    info: Dict[int, dict] = {}
+    beyond = []
+    for value in ordered:
+        arc, point = reference.project(seen[value].position_ras)
+        if reference.on_extension(arc):
+            beyond.append(disc_name(value))
+        info[value] = {"S": point[2], "arc": arc, "ras": point}
+    arcs = [info[v]["arc"] for v in ordered]
+    if any(b < a for a, b in zip(arcs, arcs[1:])):
+        warnings.append("After projection onto the centerline some discs are out of order: check the disc points.")
+    if beyond:
+        warnings.append(
+            f"Disc(s) {', '.join(beyond)} project beyond the ends of the cord mask: their positions are extended "
+            f"straight along S."
+        )
+    return info
+
+
+def _s_axis_origin(bounds: Dict[int, dict], disc_info: dict, centerline_points: Optional[np.ndarray]) -> float:
+    """World S (mm) where S-axis distances (no PMJ) are 0: the highest level bound, disc or cord point."""
+    candidates = [b["rostral_S"] for b in bounds.values()] + [d["S"] for d in disc_info.values()]
+    if centerline_points is not None:
+        candidates.append(float(centerline_points[0, 2]))
+    return float(max(candidates))
+
+
+def _centerline_with_distances(reference: DistanceReference) -> Centerline:
+    """The cord part of the reference line (no extensions, the PMJ when prepended), with each point's distance."""
+    pts = reference.points[reference.top_index:reference.bottom_index + 1]
+    arcs = reference.arc[reference.top_index:reference.bottom_index + 1]
+    dist = [reference.distance_of_arc(a, p[2]) for a, p in zip(arcs, pts)]
+    return Centerline(points_ras=[tuple(float(v) for v in p) for p in pts], distance_mm=dist)
+
+
+# ---------------------------------------------------------------------------------------------------- rows
+def _spinal_rows(bounds: Dict[int, dict], reference: DistanceReference, rows_method: str, gapless: bool,
+                 has_cord: bool, with_pmj: bool, warnings: List[str]) -> List[LevelRow]:
+    """DOMAIN.md step 5: one row per present level (midpoint, height), gapless when asked, with the order checks."""
     spinal_rows: List[LevelRow] = []
     spinal_ext: List[str] = []
-    for value in present:
+    for value in sorted(bounds):
         b = bounds[value]
         r_arc, c_arc = reference.arc_at_s(b["rostral_S"]), reference.arc_at_s(b["caudal_S"])
         if reference.on_extension(r_arc) or reference.on_extension(c_arc):
             spinal_ext.append(SPINAL_LEVEL_NAMES[value])
         spinal_rows.append(
             _make_row("spinal", SPINAL_LEVEL_NAMES[value], value, b["rostral_S"], b["caudal_S"], r_arc, c_arc,
-                      reference, b["n"], rows_method, pmj_ras is not None)
+                      reference, b["n"], rows_method, with_pmj)
         )
-    if spinal_ext and cord_zyx is not None:
+    if spinal_ext and has_cord:
         warnings.append(
             f"Level bound(s) of {', '.join(spinal_ext)} lie beyond the ends of the cord mask: their centerline "
-            f"positions are extended straight along S" + (" (toward the PMJ)." if pmj_ras is not None else ".")
+            f"positions are extended straight along S" + (" (toward the PMJ)." if with_pmj else ".")
         )
-    if method == "gapless":
-        _apply_gapless(spinal_rows, reference, pmj_ras is not None, warnings)
-        if cord_zyx is None:
+    if gapless:
+        _apply_gapless(spinal_rows, reference, with_pmj, warnings)
+        if not has_cord:
             warnings.append("Gapless bounds were applied to the rootlets-only levels.")
     mids = [row.midpoint_distance_mm for row in spinal_rows]
     if any(b < a for a, b in zip(mids, mids[1:])):
         warnings.append("Spinal levels are not in rostro-caudal order (a lower level's midpoint lies above a higher one's).")
+    return spinal_rows
 
-    # ---- vertebral rows
+
+def _vertebral_rows(disc_info: dict, reference: DistanceReference, with_pmj: bool,
+                    warnings: List[str]) -> List[LevelRow]:
+    """Vertebral level N between discs N and N+1 (projected onto the centerline), for each such pair given."""
     vertebral_rows: List[LevelRow] = []
     for value in sorted(disc_info):
         if value + 1 not in disc_info:
@@ -432,36 +443,14 @@ def compute_levels(
         top, bottom = disc_info[value], disc_info[value + 1]
         vertebral_rows.append(
             _make_row("vertebral", vertebra_name(value), value, top["S"], bottom["S"], top["arc"], bottom["arc"],
-                      reference, 0, "discs", pmj_ras is not None)
+                      reference, 0, "discs", with_pmj)
         )
     if disc_info and not vertebral_rows:
         warnings.append("No two consecutive discs were given: no vertebral level could be computed.")
-
-    overlaps = _overlaps(spinal_rows, vertebral_rows)
-    pairings = _pairings(spinal_rows, vertebral_rows)
-
-    centerline = None
-    if centerline_points is not None:
-        pts = reference.points[reference.top_index:reference.bottom_index + 1]
-        arcs = reference.arc[reference.top_index:reference.bottom_index + 1]
-        dist = [reference.distance_of_arc(a, p[2]) for a, p in zip(arcs, pts)]
-        centerline = Centerline(points_ras=[tuple(float(v) for v in p) for p in pts], distance_mm=dist)
-
-    progress(ProgressEvent("levels", 4, 4, "done"))
-    return LevelResult(
-        rows=spinal_rows + vertebral_rows,
-        overlaps=overlaps,
-        pairings=pairings,
-        method=rows_method,
-        distance_reference="pmj" if pmj_ras is not None else "S-axis",
-        pmj_ras=pmj_ras,
-        centerline=centerline,
-        warnings=warnings,
-        reference_S_mm=reference.reference_s,
-    )
+    return vertebral_rows
 
 
-def _make_row(level_type, name, value, rostral_s, caudal_s, r_arc, c_arc, reference: _Reference, n_voxels,
+def _make_row(level_type, name, value, rostral_s, caudal_s, r_arc, c_arc, reference: DistanceReference, n_voxels,
               method, with_pmj) -> LevelRow:
     d_r = reference.distance_of_arc(r_arc, rostral_s)
     d_c = reference.distance_of_arc(c_arc, caudal_s)
@@ -489,7 +478,7 @@ def _make_row(level_type, name, value, rostral_s, caudal_s, r_arc, c_arc, refere
     )
 
 
-def _apply_gapless(rows: List[LevelRow], reference: _Reference, with_pmj: bool, warnings: List[str]) -> None:
+def _apply_gapless(rows: List[LevelRow], reference: DistanceReference, with_pmj: bool, warnings: List[str]) -> None:
     """Each level's caudal bound becomes the next row's rostral bound (rows sorted by level value)."""
     originals = [(row.rostral_S_mm, row.rostral_distance_mm, row.rostral_ras) for row in rows]
     for row, nxt in zip(rows, originals[1:]):
@@ -510,54 +499,7 @@ def _apply_gapless(rows: List[LevelRow], reference: _Reference, with_pmj: bool, 
             row.midpoint_pmj_mm = row.midpoint_distance_mm
 
 
-def _check_discs(disc_points: List[DiscPoint], pmj_ras, reference: _Reference, warnings: List[str]) -> dict:
-    """{value: {"S": projected S, "arc": arc, "ras": projected point}} after the order checks."""
-    from .discs import disc_name
-
-    seen: Dict[int, DiscPoint] = {}
-    for disc in disc_points:
-        value = int(disc.value)
-        if value in seen:
-            raise UserError(f"Disc {disc_name(value)} (value {value}) is given twice: keep one point per disc.")
-        if value < 1:
-            raise UserError(f"Disc value {value} is not an SCT disc label (1 = C1 top, 2 = C1/C2, 3 = C2/C3, ...).")
-        position = tuple(float(v) for v in disc.position_ras)
-        if len(position) != 3 or not np.all(np.isfinite(position)):
-            raise UserError(f"Disc {disc_name(value)} has no valid position: give three RAS coordinates in mm.")
-        seen[value] = disc
-    ordered = sorted(seen)
-    for upper, lower in zip(ordered, ordered[1:]):
-        s_up, s_low = seen[upper].position_ras[2], seen[lower].position_ras[2]
-        if s_low >= s_up:
-            raise UserError(
-                f"Discs are out of anatomical order: {disc_name(lower)} (S = {s_low:.1f} mm) is not below "
-                f"{disc_name(upper)} (S = {s_up:.1f} mm); check the disc labels."
-            )
-    if pmj_ras is not None and ordered:
-        first = seen[ordered[0]]
-        if pmj_ras[2] < first.position_ras[2] - _TOL_MM:
-            raise UserError(
-                f"The PMJ (S = {pmj_ras[2]:.1f} mm) lies below the first disc {disc_name(first.value)} "
-                f"(S = {first.position_ras[2]:.1f} mm): the PMJ is above all discs, check the PMJ and disc points."
-            )
-    info: Dict[int, dict] = {}
-    beyond = []
-    for value in ordered:
-        arc, point = reference.project(seen[value].position_ras)
-        if reference.on_extension(arc):
-            beyond.append(disc_name(value))
-        info[value] = {"S": point[2], "arc": arc, "ras": point}
-    arcs = [info[v]["arc"] for v in ordered]
-    if any(b < a for a, b in zip(arcs, arcs[1:])):
-        warnings.append("After projection onto the centerline some discs are out of order: check the disc points.")
-    if beyond:
-        warnings.append(
-            f"Disc(s) {', '.join(beyond)} project beyond the ends of the cord mask: their positions are extended "
-            f"straight along S."
-        )
-    return info
-
-
+# ------------------------------------------------------------------------------------------- correspondence
 def _overlaps(spinal: List[LevelRow], vertebral: List[LevelRow]) -> List[Overlap]:
     out: List[Overlap] = []
     for s_row in spinal:
@@ -603,14 +545,14 @@ def spinal_level_label_image(rootlets: sitk.Image, cord: sitk.Image, result: Lev
     if cord is None:
         raise UserError("A spinal level label image needs a spinal cord mask: give --cord.")
     imageio.check_same_grid(cord, rootlets, what="spinal cord mask")
-    geometry = _Geometry(cord)
+    geometry = GridGeometry(cord)
     cord_zyx = sitk.GetArrayViewFromImage(cord)
     out = np.zeros(cord_zyx.shape, dtype=np.uint8)
-    zyx = _argwhere(cord_zyx != 0)
+    zyx = voxel_indices(cord_zyx != 0)
     s = geometry.s_of_zyx(zyx)
     labels = np.zeros(len(zyx), dtype=np.uint8)
     for row in sorted(result.spinal(), key=lambda r: r.label_value):
-        inside = (s <= row.rostral_S_mm + _TOL_MM) & (s >= row.caudal_S_mm - _TOL_MM)
+        inside = (s <= row.rostral_S_mm + POSITION_TOLERANCE_MM) & (s >= row.caudal_S_mm - POSITION_TOLERANCE_MM)
         labels[inside] = row.label_value
     out[tuple(zyx.T)] = labels
     image = sitk.GetImageFromArray(out)
