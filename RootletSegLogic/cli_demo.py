@@ -35,13 +35,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace, reporter) -> int:
     from . import figures
     from .errors import UserError
-    from .imageio import check_outputs
+    from .imageio import absolute_path, check_outputs
     from .inference import default_output_path, resolve_model, segment_file, sidecar_path_for
     from .level_files import LevelInputs, default_level_outputs, levels_from_files_to_files
     from .phantom import make_phantom, write_phantom
     from .progress import ProgressEvent
 
-    out_dir = Path(args.out).absolute()
+    out_dir = absolute_path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"The demo output '{out_dir}' is a file: give a folder.")
     image_path = out_dir / "image.nii.gz"

@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace, reporter) -> int:
     from . import figures, statistics
-    from .imageio import atomic_outputs
+    from .imageio import absolute_path, atomic_outputs
 
     subjects = statistics.load_subjects(args.tables)
     heights = statistics.read_heights(args.heights) if args.heights else None
@@ -57,14 +57,14 @@ def run(args: argparse.Namespace, reporter) -> int:
     # refuse before writing anything if any output exists
     for path in (table, points, figure_base.with_suffix(".png"), figure_base.with_suffix(".svg")):
         if path.exists() and not args.overwrite:
-            raise UserError(f"The output '{path.absolute()}' already exists: choose another folder or pass --overwrite.")
+            raise UserError(f"The output '{absolute_path(path)}' already exists: choose another folder or pass --overwrite.")
     with atomic_outputs([table, points], args.overwrite) as (table_tmp, points_tmp):
         Path(table_tmp).write_text(statistics.stats_tsv(stats), encoding="utf-8")
         Path(points_tmp).write_text(statistics.points_tsv(stats), encoding="utf-8")
         png, svg = figures.bland_altman_figure(stats, figure_base, overwrite=args.overwrite)
     outputs = {
-        "bland_altman": str(table.absolute()),
-        "points": str(points.absolute()),
+        "bland_altman": str(absolute_path(table)),
+        "points": str(absolute_path(points)),
         "figure_png": str(png),
         "figure_svg": str(svg),
     }

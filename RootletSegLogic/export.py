@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 from . import __version__
 from .colors import level_color
 from .errors import UserError
-from .imageio import atomic_outputs
+from .imageio import absolute_path, atomic_outputs
 from .level_types import LevelResult, LevelRow
 
 DECIMALS = 3
@@ -249,8 +249,8 @@ def read_level_table(path: os.PathLike | str) -> List[Dict[str, object]]:
 def _point(ras) -> Optional[dict]:
     if ras is None:
         return None
-    r, a, s = (float(v) for v in ras)
-    return {"ras": [r, a, s], "lps": [-r, -a, s]}
+    r, a, s = (float(v) + 0.0 for v in ras)  # + 0.0 and 0.0 - x: no "-0.0" in the JSON
+    return {"ras": [r, a, s], "lps": [0.0 - r, 0.0 - a, s]}
 
 
 def _bound(ras, s_mm, pmj_mm, distance_mm) -> dict:
@@ -436,4 +436,4 @@ def write_level_outputs(
     with atomic_outputs([path for _, path, _ in contents], overwrite) as temporaries:
         for tmp, (_, _, text) in zip(temporaries, contents):
             Path(tmp).write_text(text, encoding="utf-8")
-    return {name: Path(path).absolute() for name, path, _ in contents}
+    return {name: absolute_path(path) for name, path, _ in contents}

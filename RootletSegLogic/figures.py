@@ -18,7 +18,7 @@ from typing import List, Optional
 import numpy as np
 
 from .colors import level_color
-from .imageio import atomic_outputs
+from .imageio import absolute_path, atomic_outputs
 from .level_types import DiscPoint, LevelResult
 
 DPI = 100
@@ -50,7 +50,7 @@ def _save(figure, out_base, overwrite: bool) -> List[Path]:
     with atomic_outputs(paths, overwrite) as (png_tmp, svg_tmp):
         figure.savefig(str(png_tmp), format="png", dpi=DPI)
         figure.savefig(str(svg_tmp), format="svg")
-    return [p.absolute() for p in paths]
+    return [absolute_path(p) for p in paths]
 
 
 def _text_color(rgb) -> str:

@@ -168,6 +168,11 @@ def reorient(image: sitk.Image, target_code: str) -> sitk.Image:
     return Reorientation(image, target_code).apply(image)
 
 
+def absolute_path(path: os.PathLike | str) -> Path:
+    """Absolute, normalised path ("a/../b" -> "b"), without resolving symbolic links: what users see printed."""
+    return Path(os.path.abspath(os.fspath(path)))
+
+
 # ------------------------------------------------------------------------------------------------- grid checks
 def same_grid(a: sitk.Image, b: sitk.Image, tolerance_mm: float = 1e-3) -> bool:
     """True when both images have the same size and, within `tolerance_mm`, spacing, origin and direction."""
@@ -293,7 +298,7 @@ def _temporary_sibling(path: Path) -> Path:
 def check_outputs(paths: Iterable[os.PathLike | str], overwrite: bool = False) -> list:
     """Raise UserError unless every output can be written: distinct paths, existing folders, and no existing
     file unless `overwrite`. Returns the absolute paths. Call it before long work so it fails early."""
-    targets = [Path(p).absolute() for p in paths]
+    targets = [absolute_path(p) for p in paths]
     if len(set(targets)) != len(targets):
         raise UserError("Two outputs were given the same path: give each output its own file name.")
     for target in targets:
@@ -345,14 +350,14 @@ def write_image(image: sitk.Image, path: os.PathLike | str, overwrite: bool = Fa
     """Write one image atomically (never overwriting unless asked); returns the absolute path."""
     with atomic_outputs([path], overwrite) as (tmp,):
         sitk.WriteImage(image, str(tmp), compress)
-    return Path(path).absolute()
+    return absolute_path(path)
 
 
 def write_text(text: str, path: os.PathLike | str, overwrite: bool = False) -> Path:
     """Write a text file atomically (never overwriting unless asked); returns the absolute path."""
     with atomic_outputs([path], overwrite) as (tmp,):
         Path(tmp).write_text(text, encoding="utf-8")
-    return Path(path).absolute()
+    return absolute_path(path)
 
 
 # ------------------------------------------------------------------------------------------ world coordinates

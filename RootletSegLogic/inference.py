@@ -391,13 +391,13 @@ def build_sidecar(input_path: Path, output_path: Path, image: sitk.Image, model:
                        "(2 = C2 ... 8 = C8, 9 = T1), 0 = background.",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "input": {
-            "path": str(input_path.absolute()),
+            "path": str(imageio.absolute_path(input_path)),
             "sha256": imageio.file_sha256(input_path),
             "size": list(image.GetSize()),
             "spacing_mm": list(image.GetSpacing()),
             "orientation": imageio.axcodes_of(image),
         },
-        "output": {"path": str(output_path.absolute()), "labels_present": present},
+        "output": {"path": str(imageio.absolute_path(output_path)), "labels_present": present},
         "model": {
             "name": meta.get("name"),
             "title": meta.get("title"),
@@ -448,7 +448,7 @@ def segment_file(input_path: Union[str, os.PathLike], output_path: Union[str, os
     output_path = Path(output_path) if output_path is not None else default_output_path(input_path)
     _check_output_path(output_path)
     sidecar_path = sidecar_path_for(output_path)
-    if output_path.absolute() == input_path.absolute() or sidecar_path.absolute() == input_path.absolute():
+    if imageio.absolute_path(input_path) in (imageio.absolute_path(output_path), imageio.absolute_path(sidecar_path)):
         raise UserError(f"The output '{output_path}' would replace the input image: choose another output name.")
     imageio.check_outputs([output_path, sidecar_path], overwrite)  # fail before any loading
     check_step(step)
@@ -462,4 +462,5 @@ def segment_file(input_path: Union[str, os.PathLike], output_path: Union[str, os
         sitk.WriteImage(labels, str(tmp_labels), True)
         Path(tmp_sidecar).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     progress(ProgressEvent("export", 1, 1, f"wrote {output_path.name}"))
-    return {"segmentation": str(output_path.absolute()), "sidecar": str(sidecar_path.absolute())}
+    return {"segmentation": str(imageio.absolute_path(output_path)),
+            "sidecar": str(imageio.absolute_path(sidecar_path))}

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 from . import __version__
 from .errors import UserError
+from .imageio import absolute_path
 from .progress import ProgressCallback, no_progress
 
 
@@ -100,7 +101,7 @@ def provenance_for(inputs: LevelInputs, method: str, extra: Optional[dict] = Non
     from .imageio import file_sha256
 
     record = {
-        "inputs": {name: {"path": str(path.absolute()), "sha256": file_sha256(path)} for name, path in inputs.items()},
+        "inputs": {name: {"path": str(absolute_path(path)), "sha256": file_sha256(path)} for name, path in inputs.items()},
         "method": method,
         "software": "rootletseg",
         "software_version": __version__,
@@ -130,7 +131,7 @@ def write_level_files(result, outputs: LevelOutputs, rootlets, cord, overwrite: 
             overwrite=True,  # only our own temporary files are replaced; the user's files were checked above
             provenance=result.provenance,
         )
-    return {name: str(path.absolute()) for name, path in named}
+    return {name: str(absolute_path(path)) for name, path in named}
 
 
 def levels_from_files_to_files(inputs: LevelInputs, outputs: LevelOutputs, method: str = "paper",

@@ -396,8 +396,8 @@ def write_phantom(phantom: Phantom, out_dir: os.PathLike | str, overwrite: bool 
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"The phantom output '{out_dir}' is a file: give a folder.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: (out_dir / f"{name}.nii.gz").absolute() for name in OUTPUT_FILES}
-    paths["truth"] = (out_dir / "truth.json").absolute()
+    paths = {name: imageio.absolute_path(out_dir / f"{name}.nii.gz") for name in OUTPUT_FILES}
+    paths["truth"] = imageio.absolute_path(out_dir / "truth.json")
     with imageio.atomic_outputs(list(paths.values()), overwrite) as temporaries:
         tmp = dict(zip(paths, temporaries))
         for name, image in phantom.images().items():

@@ -189,3 +189,7 @@ def test_model_folder_accepts_trainer_variants_and_refuses_label_gaps(tmp_path):
     (trainer / "dataset.json").write_text(json.dumps({"labels": labels}))
     with pytest.raises(UserError, match="consecutive"):
         load_model_folder(tmp_path)
+
+
+def test_absolute_path_normalises_without_resolving_links(tmp_path):
+    assert imageio.absolute_path(tmp_path / "a" / ".." / "b.nii.gz") == tmp_path / "b.nii.gz"
