@@ -44,25 +44,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_received_signal = None  # set by the handler; code we call (torch) may turn our Cancelled into its own error
+
+
 def _raise_cancelled(signal_number, _frame):
+    global _received_signal
+    _received_signal = signal_number
     raise Cancelled(signal_number)
 
 
 def main(argv=None) -> int:
+    global _received_signal
     args = build_parser().parse_args(argv)
     reporter = make_reporter(getattr(args, "progress", "bar"))
+    _received_signal = None
     previous = {sig: signal.signal(sig, _raise_cancelled) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return int(args.func(args, reporter) or 0)
-    except UserError as error:
-        message = str(error)
-        print(f"rootletseg: error: {message}", file=sys.stderr)
-        reporter.error(message, error.exit_code)
-        return error.exit_code
-    except Cancelled as cancelled:
-        print("rootletseg: cancelled; no output was written.", file=sys.stderr)
-        reporter.error("cancelled", cancelled.exit_code)
-        return cancelled.exit_code
+    except Exception as error:
+        if isinstance(error, Cancelled) or _received_signal is not None:
+            # A signal that arrives inside a library callback (e.g. torch's load_state_dict) can come back as
+            # that library's own error: it is still the user's cancel. Outputs are atomic, so nothing was written.
+            cancelled = error if isinstance(error, Cancelled) else Cancelled(_received_signal)
+            print("rootletseg: cancelled; no output was written.", file=sys.stderr)
+            reporter.error("cancelled", cancelled.exit_code)
+            return cancelled.exit_code
+        if isinstance(error, UserError):
+            message = str(error)
+            print(f"rootletseg: error: {message}", file=sys.stderr)
+            reporter.error(message, error.exit_code)
+            return error.exit_code
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

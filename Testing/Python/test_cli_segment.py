@@ -220,3 +220,30 @@ def test_real_mri_file_keeps_its_grid_exactly(tmp_path, model_dir, sct_data):
     sidecar = json.loads((tmp_path / "t2_rootlets.json").read_text())
     assert sidecar["input"]["orientation"] == "PSR"  # stored sagittally; the model saw it as RAS
     assert sidecar["orientation"]["used"] == "RAS"
+
+
+def test_a_cancel_that_a_library_turns_into_its_own_error_is_still_a_cancel(tmp_path, monkeypatch):
+    """Real signal, real handler: torch can wrap the Cancelled raised in a callback into a RuntimeError (seen when
+    SIGTERM landed inside load_state_dict); the CLI must still exit 143 with its "cancelled" event."""
+    import os
+    import signal as signal_module
+
+    from RootletSegLogic import cli
+
+    def command_hit_by_sigterm(args, reporter):
+        try:
+            os.kill(os.getpid(), signal_module.SIGTERM)  # our handler raises Cancelled here
+        except Exception as wrapped:
+            raise RuntimeError("error in a library callback") from wrapped
+        return 0
+
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_running(parser(), command_hit_by_sigterm))
+    assert cli.main(["phantom", "--out", str(tmp_path / "x")]) == 143
+
+
+def _parser_running(parser, func):
+    """The real parser, with the `phantom` sub-command's function replaced by `func`."""
+    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    subparsers.choices["phantom"].set_defaults(func=func)
+    return parser
