@@ -29,6 +29,15 @@ DISC_NAMES = {
 
 METHODS = ("paper", "gapless", "rootlets-only")
 
+PAPER_PAIRINGS = {
+    "not_shifted": (("C2", "C2"), ("C3", "C3"), ("C4", "C4"), ("C5", "C5"), ("C6", "C6"), ("C7", "C7"), ("T1", "C8")),
+    "shifted": (("C1", "C2"), ("C2", "C3"), ("C3", "C4"), ("C4", "C5"), ("C5", "C6"), ("C6", "C7"), ("C7", "C8"),
+                ("T1", "T1")),
+}
+"""pairing -> ((vertebral level, spinal level), ...) rostral to caudal, as the paper pairs them for Bland-Altman:
+"not shifted" vertebral Cn with spinal Cn (vertebral T1 with spinal C8), "shifted" vertebral Cn with spinal C(n+1)
+(vertebral T1 with spinal T1). Vertebral C1 exists only when the top of C1 (disc label 1) is marked."""
+
 
 @dataclass
 class DiscPoint:

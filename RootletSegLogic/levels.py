@@ -52,6 +52,7 @@ from .centerline import (
 from .discs import vertebra_name
 from .errors import UserError
 from .level_types import (
+    PAPER_PAIRINGS,
     SPINAL_LEVEL_NAMES,
     Centerline,
     DiscPoint,
@@ -518,19 +519,19 @@ def _overlaps(spinal: List[LevelRow], vertebral: List[LevelRow]) -> List[Overlap
 
 
 def _pairings(spinal: List[LevelRow], vertebral: List[LevelRow]) -> List[Pairing]:
-    """Paper pairings. In label values: not shifted = vertebral v with spinal v (v = 2..8: C2..C7 with C2..C7,
-    T1 with C8); shifted = vertebral v with spinal v + 1 (C1..C7 with C2..C8, T1 with T1)."""
-    by_spinal = {row.label_value: row for row in spinal}
+    """The paper's pairings (level_types.PAPER_PAIRINGS) of the levels present; difference = vertebral - spinal
+    midpoint distance (mm)."""
+    spinal_by_name = {row.level: row for row in spinal}
+    vertebral_by_name = {row.level: row for row in vertebral}
     out: List[Pairing] = []
-    for name, shift, values in (("not_shifted", 0, range(2, 9)), ("shifted", 1, range(1, 9))):
-        for v_row in vertebral:
-            if v_row.label_value not in values:
-                continue
-            s_row = by_spinal.get(v_row.label_value + shift)
-            if s_row is None:
+    for name, pairs in PAPER_PAIRINGS.items():
+        for vertebral_level, spinal_level in pairs:
+            v_row, s_row = vertebral_by_name.get(vertebral_level), spinal_by_name.get(spinal_level)
+            if v_row is None or s_row is None:
                 continue
             vm, sm = v_row.midpoint_distance_mm, s_row.midpoint_distance_mm
-            out.append(Pairing(name, v_row.level, s_row.level, float(vm), float(sm), float(vm - sm), float(0.5 * (vm + sm))))
+            out.append(Pairing(name, v_row.level, s_row.level, float(vm), float(sm), float(vm - sm),
+                               float(0.5 * (vm + sm))))
     return out
 
 

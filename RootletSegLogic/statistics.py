@@ -37,12 +37,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UserError
+from .level_types import PAPER_PAIRINGS
 
-PAIRINGS: Dict[str, Tuple[Tuple[str, str], ...]] = {
-    "not_shifted": (("C2", "C2"), ("C3", "C3"), ("C4", "C4"), ("C5", "C5"), ("C6", "C6"), ("C7", "C7"), ("T1", "C8")),
-    "shifted": (("C2", "C3"), ("C3", "C4"), ("C4", "C5"), ("C5", "C6"), ("C6", "C7"), ("C7", "C8"), ("T1", "T1")),
-}
-"""pairing -> ((vertebral level, spinal level), ...) rostral to caudal, as the paper pairs them."""
 
 ALL_LEVELS = "all"
 
@@ -268,7 +264,7 @@ def group_bland_altman(subjects: Sequence[SubjectLevels], heights_cm: Optional[D
         scale = {s.participant_id: reference_height / heights_cm[s.participant_id] for s in subjects}
     points = []
     for s in subjects:
-        for pairing, pairs in PAIRINGS.items():
+        for pairing, pairs in PAPER_PAIRINGS.items():
             for vertebral, spinal in pairs:
                 if vertebral in s.vertebral and spinal in s.spinal:
                     v = s.vertebral[vertebral] * scale[s.participant_id]
@@ -291,7 +287,7 @@ def group_bland_altman(subjects: Sequence[SubjectLevels], heights_cm: Optional[D
             "give level tables with vertebral levels (run 'rootletseg levels' with discs)."
         )
     rows = []
-    for pairing, pairs in PAIRINGS.items():
+    for pairing, pairs in PAPER_PAIRINGS.items():
         groups = [(v, s, [pt for pt in points if pt["pairing"] == pairing and pt["vertebral_level"] == v]) for v, s in pairs]
         groups.append((ALL_LEVELS, ALL_LEVELS, [pt for pt in points if pt["pairing"] == pairing]))
         for vertebral, spinal, chosen in groups:

@@ -14,7 +14,7 @@ from RootletSegLogic.imageio import lps_to_ras, voxel_centers_lps
 from RootletSegLogic.level_types import (
     SPINAL_LEVEL_NAMES, VERTEBRAL_LEVEL_NAMES, Centerline, LevelResult, LevelRow, Overlap, Pairing,
 )
-from RootletSegLogic.statistics import PAIRINGS
+from RootletSegLogic.level_types import PAPER_PAIRINGS
 
 
 def _row(level_type, value, rostral_pmj, caudal_pmj, pmj_s=100.0, x=1.5, y=-2.0, with_pmj=True, n=0, method="paper"):
@@ -51,7 +51,7 @@ def overlaps_and_pairings(rows, use_pmj=True):
                 overlaps.append(Overlap(s.level, v.level, inter / (b - a)))
     pairings = []
     by = {(r.level_type, r.level): r for r in rows}
-    for pairing, pairs in PAIRINGS.items():
+    for pairing, pairs in PAPER_PAIRINGS.items():
         for v, s in pairs:
             if ("vertebral", v) in by and ("spinal", s) in by:
                 vm, sm = sum(span(by["vertebral", v])) / 2, sum(span(by["spinal", s])) / 2

@@ -387,3 +387,25 @@ def test_pmj_inside_cord_is_projected():
     no_pmj = levels.compute_levels(r, c)
     assert no_pmj.reference_S_mm == pytest.approx(10.0)  # top of the cord mask (slice 10)
     assert no_pmj.spinal()[0].rostral_distance_mm == pytest.approx(4.0)
+
+
+def test_pairings_follow_the_paper_and_include_c1_when_its_top_is_marked():
+    """Shifted pairs vertebral Cn with spinal C(n+1): with disc label 1 (top of C1) marked, vertebral C1 exists and
+    pairs with spinal C2; `stats` uses the same table of pairings (level_types.PAPER_PAIRINGS)."""
+    from RootletSegLogic.level_types import PAPER_PAIRINGS
+    from RootletSegLogic.phantom import make_phantom
+
+    phantom = make_phantom(seed=5)
+    disc_points, pmj = discs_module.landmarks_from_label_image(phantom.discs)
+    if pmj is None:
+        pmj = discs_module.pmj_from_label_image(phantom.pmj)
+    c1c2 = next(d for d in disc_points if d.value == 2).position_ras
+    top_of_c1 = DiscPoint(1, (c1c2[0], c1c2[1], c1c2[2] + 4.0))
+    result = levels.compute_levels(phantom.rootlets, phantom.cord, [top_of_c1] + disc_points, pmj)
+    pairs = {(p.pairing, p.vertebral_level, p.spinal_level): p for p in result.pairings}
+    assert ("shifted", "C1", "C2") in pairs and ("not_shifted", "T1", "C8") in pairs and ("shifted", "T1", "T1") in pairs
+    for key, pairing in pairs.items():
+        assert key[1:] in PAPER_PAIRINGS[key[0]]
+        vertebral = next(r for r in result.vertebral() if r.level == key[1])
+        spinal = next(r for r in result.spinal() if r.level == key[2])
+        assert pairing.difference_mm == pytest.approx(vertebral.midpoint_distance_mm - spinal.midpoint_distance_mm)

@@ -13,6 +13,7 @@ from hypothesis.extra.numpy import arrays
 from level_results import synthetic_result
 from RootletSegLogic import export, statistics
 from RootletSegLogic.errors import UserError
+from RootletSegLogic.level_types import PAPER_PAIRINGS
 
 
 def _ranks(values):
@@ -103,7 +104,7 @@ def test_group_bland_altman_matches_hand_computation(tmp_path):
     assert [s.participant_id for s in subjects] == [f"sub-{i:02d}" for i in range(6)]
     stats = statistics.group_bland_altman(subjects)
     assert stats.distance_reference == "pmj" and not stats.normalised
-    for pairing, pairs in statistics.PAIRINGS.items():
+    for pairing, pairs in PAPER_PAIRINGS.items():
         every = []
         for vertebral, spinal in pairs:
             d = []
