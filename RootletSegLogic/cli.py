@@ -4,7 +4,8 @@ Each sub-command module defines `register(subparsers)`, which adds its parser an
 as the parser's `func`. Heavy imports (torch, nnU-Net) happen inside `run`, so `rootletseg --help` is instant.
 
 Errors the user can fix (`UserError`) print one sentence on stderr and exit 1; usage errors exit 2 (argparse);
-SIGINT and SIGTERM stop cleanly, leave nothing half-written, and exit 130 / 143.
+SIGINT and SIGTERM (and SIGBREAK on Windows) stop cleanly, leave nothing half-written, and exit 128 + the signal
+number (130 / 143).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Signals that cancel cleanly. On Windows the Slicer module stops the child with CTRL_BREAK, delivered as SIGBREAK.
+CANCEL_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name))
+
 _received_signal = None  # set by the handler; code we call (torch) may turn our Cancelled into its own error
 
 
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     reporter = make_reporter(getattr(args, "progress", "bar"))
     _received_signal = None
-    previous = {sig: signal.signal(sig, _raise_cancelled) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, _raise_cancelled) for sig in CANCEL_SIGNALS}
     try:
         return int(args.func(args, reporter) or 0)
     except Exception as error:
