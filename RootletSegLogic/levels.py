@@ -135,7 +135,7 @@ def compute_levels(
 
     progress(ProgressEvent("levels", 2, 4, "centerline"))
     reference, centerline_points = _distance_reference(inputs, voxels, bounds, warnings)  # step 4
-    disc_info = _check_discs(inputs.disc_points, inputs.pmj_ras, reference, warnings)
+    disc_info = _check_discs(inputs.disc_points, inputs.pmj_ras, reference, has_cord, warnings)
     if not with_pmj:
         reference.reference_s = _s_axis_origin(bounds, disc_info, centerline_points)
 
@@ -340,7 +340,8 @@ def _vertical_line_through_rootlets(geometry: GridGeometry, voxels: _LevelVoxels
     return np.array([[r, a, float(voxels.s_mm.max())], [r, a, float(voxels.s_mm.min())]])
 
 
-def _check_discs(disc_points: List[DiscPoint], pmj_ras, reference: DistanceReference, warnings: List[str]) -> dict:
+def _check_discs(disc_points: List[DiscPoint], pmj_ras, reference: DistanceReference, has_cord: bool,
+                 warnings: List[str]) -> dict:
     """{value: {"S": projected S, "arc": arc, "ras": projected point}} after the order checks."""
     from .discs import disc_name
 
@@ -380,7 +381,7 @@ def _check_discs(disc_points: List[DiscPoint], pmj_ras, reference: DistanceRefer
     arcs = [info[v]["arc"] for v in ordered]
     if any(b < a for a, b in zip(arcs, arcs[1:])):
         warnings.append("After projection onto the centerline some discs are out of order: check the disc points.")
-    if beyond:
+    if beyond and has_cord:  # without a cord every distance is along S: there is no cord end to go beyond
         warnings.append(
             f"Disc(s) {', '.join(beyond)} project beyond the ends of the cord mask: their positions are extended "
             f"straight along S."

@@ -409,3 +409,17 @@ def test_pairings_follow_the_paper_and_include_c1_when_its_top_is_marked():
         vertebral = next(r for r in result.vertebral() if r.level == key[1])
         spinal = next(r for r in result.spinal() if r.level == key[2])
         assert pairing.difference_mm == pytest.approx(vertebral.midpoint_distance_mm - spinal.midpoint_distance_mm)
+
+
+def test_without_a_cord_no_warning_speaks_of_cord_ends():
+    """Rootlets-only: distances run along S, so warnings about discs beyond the cord mask's ends would mislead."""
+    from RootletSegLogic.phantom import make_phantom
+
+    phantom = make_phantom(seed=6)
+    disc_points, pmj = discs_module.landmarks_from_label_image(phantom.discs)
+    result = levels.compute_levels(phantom.rootlets, None, disc_points, discs_module.pmj_from_label_image(phantom.pmj))
+    assert any("not the paper's method" in w for w in result.warnings)
+    assert not any("cord mask" in w and "beyond" in w for w in result.warnings), result.warnings
+    with_cord = levels.compute_levels(phantom.rootlets, phantom.cord, disc_points,
+                                      discs_module.pmj_from_label_image(phantom.pmj))
+    assert [r.level for r in with_cord.vertebral()] == [r.level for r in result.vertebral()]
