@@ -36,10 +36,8 @@ import SimpleITK as sitk
 
 from . import imageio
 from .errors import UserError
-from .level_types import DiscPoint
+from .level_types import PMG_VALUE, PMJ_VALUE, DiscPoint
 
-PMG_VALUE = 49
-PMJ_VALUE = 50
 _REGIONS = (("C", 1, 7), ("T", 8, 19), ("L", 20, 24), ("S", 25, 29))
 
 

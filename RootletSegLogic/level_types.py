@@ -21,6 +21,11 @@ SPINAL_LEVEL_NAMES = {2: "C2", 3: "C3", 4: "C4", 5: "C5", 6: "C6", 7: "C7", 8: "
 VERTEBRAL_LEVEL_NAMES = {1: "C1", 2: "C2", 3: "C3", 4: "C4", 5: "C5", 6: "C6", 7: "C7", 8: "T1", 9: "T2", 10: "T3"}
 """SCT vertebral level value -> name. Vertebra N lies between disc labels N and N+1."""
 
+PMG_VALUE = 49
+"""SCT label value of the pontomedullary groove."""
+PMJ_VALUE = 50
+"""SCT label value of the pontomedullary junction, the origin of distances along the cord."""
+
 DISC_NAMES = {
     1: "C1 top", 2: "C1/C2", 3: "C2/C3", 4: "C3/C4", 5: "C4/C5", 6: "C5/C6", 7: "C6/C7", 8: "C7/T1",
     9: "T1/T2", 10: "T2/T3", 11: "T3/T4", 49: "PMG", 50: "PMJ",

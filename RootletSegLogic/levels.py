@@ -53,6 +53,8 @@ from .discs import vertebra_name
 from .errors import UserError
 from .level_types import (
     PAPER_PAIRINGS,
+    PMG_VALUE,
+    PMJ_VALUE,
     SPINAL_LEVEL_NAMES,
     Centerline,
     DiscPoint,
@@ -65,8 +67,6 @@ from .progress import ProgressCallback, ProgressEvent, no_progress
 
 ENTRY_ZONE_DILATION_VOXELS = 3
 LEVEL_VALUES = tuple(range(2, 10))
-PMJ_DISC_VALUE = 50
-PMG_DISC_VALUE = 49
 
 
 # ------------------------------------------------------------------------------------------------ entry zone
@@ -218,11 +218,11 @@ def _split_landmarks(discs: Optional[Sequence[DiscPoint]], pmj_ras) -> tuple:
     """(disc points, PMJ RAS mm or None): a disc point with value 50 is the PMJ unless one is given; 49 is dropped."""
     disc_points: List[DiscPoint] = []
     for disc in discs or []:
-        if disc.value == PMJ_DISC_VALUE:
+        if disc.value == PMJ_VALUE:
             if pmj_ras is None:
                 pmj_ras = tuple(float(v) for v in disc.position_ras)
             continue
-        if disc.value == PMG_DISC_VALUE:
+        if disc.value == PMG_VALUE:
             continue
         disc_points.append(disc)
     if pmj_ras is not None:

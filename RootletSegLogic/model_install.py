@@ -8,7 +8,6 @@ target paths. Every install is staged in a hidden `<root>/.staging-*` folder and
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -21,7 +20,7 @@ import urllib.request
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
 from .errors import UserError
 from .model_folder import ModelFolder, load_model_folder
@@ -112,16 +111,6 @@ def move_into_place(source: Path, target: Path, force: bool) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------------- hashing
-
-
-def sha256_file(path: Union[str, Path]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def normalise_sha256(value: Optional[str], what: str) -> Optional[str]:
     if value is None:
         return None

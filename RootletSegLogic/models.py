@@ -48,7 +48,6 @@ from .model_install import (
     fetch,
     move_into_place,
     normalise_sha256,
-    sha256_file,
     validate,
 )
 from .progress import ProgressCallback, no_progress
@@ -294,7 +293,8 @@ def download_model(
     with Staging(models_root()) as staging:
         zip_path = staging.path / "download.zip"
         size = fetch(source_url, zip_path, label, spec.size_bytes, progress)
-        actual = sha256_file(zip_path)
+        from .imageio import file_sha256  # here, not at the top: SimpleITK adds 0.2 s to `models list`
+        actual = file_sha256(zip_path)
         if expected and actual != expected:
             raise UserError(f"The file downloaded for {label} from {source_url} has sha256 {actual}, not the "
                             f"expected {expected}: it is corrupt or not the published model; nothing was installed.")
@@ -430,7 +430,8 @@ def import_model(
             weights_hash = weights_sha256(load_model_folder(content))
         else:
             label = f"'{source.name}'"
-            zip_hash, size = sha256_file(source), source.stat().st_size
+            from .imageio import file_sha256  # here, not at the top: SimpleITK adds 0.2 s to `models list`
+            zip_hash, size = file_sha256(source), source.stat().st_size
             extract_zip(source, content, label, progress)
             validate(content, source.name)
             weights_hash = zip_hash
@@ -471,7 +472,8 @@ def imported_names() -> List[str]:
 
 
 def _load_local_zip(path: Path, progress: ProgressCallback) -> Tuple[ModelFolder, str]:
-    zip_hash = sha256_file(path)
+    from .imageio import file_sha256  # here, not at the top: SimpleITK adds 0.2 s to `models list`
+    zip_hash = file_sha256(path)
     target = _local_root() / zip_hash[:16]
     if not (target / RECORD_NAME).is_file():
         with Staging(models_root()) as staging:

@@ -25,7 +25,7 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from .errors import UserError
-from .level_types import DISC_NAMES, DiscPoint, LevelResult, Point3
+from .level_types import DISC_NAMES, PMJ_VALUE, DiscPoint, LevelResult, Point3
 from .mrml import import_slicer
 
 # ------------------------------------------------------------------------------------------------ constants
@@ -34,8 +34,6 @@ ROLE_ATTRIBUTE = "RootletSeg.Role"
 
 DISC_MARKUPS_NAME = "Discs"
 GUIDED_DISC_VALUES = (3, 4, 5, 6, 7, 8, 9)  # C2/C3 .. T1/T2, the order of guided placement
-PMJ_VALUE = 50
-PMG_VALUE = 49
 
 
 # ------------------------------------------------------------------------------------------------------- discs

@@ -41,14 +41,13 @@ import SimpleITK as sitk
 
 from . import imageio
 from .errors import UserError
-from .level_types import DISC_NAMES, SPINAL_LEVEL_NAMES
+from .level_types import DISC_NAMES, PMJ_VALUE, SPINAL_LEVEL_NAMES
 
 DEFAULT_SHAPE = (48, 48, 128)  # voxels along R-L, A-P, S-I
 DEFAULT_SPACING = (1.0, 1.0, 1.0)  # mm along R-L, A-P, S-I
 BOX_CENTER_RAS = (0.0, 0.0, 64.0)  # mm: every grid is centred here
 LEVELS = tuple(range(2, 10))  # rootlet label values: 2 = C2 ... 9 = T1
 DISC_VALUES = tuple(range(2, 10))  # SCT disc labels: 2 = C1/C2 ... 9 = T1/T2
-PMJ_VALUE = 50
 ROOTLET_RADIUS_MM = 1.4
 ENTRY_ZONE_DILATION_VOXELS = 3
 OUTPUT_FILES = ("image", "rootlets", "cord", "discs", "pmj")
