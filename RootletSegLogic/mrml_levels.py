@@ -19,12 +19,12 @@ The public API:
 from __future__ import annotations
 
 import math
-import re
 from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
 from .errors import UserError
+from .discs import disc_value
 from .level_types import DISC_NAMES, PMJ_VALUE, DiscPoint, LevelResult, Point3
 from .mrml import import_slicer
 
@@ -37,22 +37,15 @@ GUIDED_DISC_VALUES = (3, 4, 5, 6, 7, 8, 9)  # C2/C3 .. T1/T2, the order of guide
 
 
 # ------------------------------------------------------------------------------------------------------- discs
-_DISC_BY_NAME = {name.upper().replace(" ", ""): value for value, name in DISC_NAMES.items()}
-
-
 def disc_value_from_label(label: str) -> Optional[int]:
-    """SCT disc value of a control point label: "C2/C3" (also "c2-c3", "C2C3"), "PMJ", "PMG", "disc 3", "3".
-    None when the label names no disc."""
-    text = re.sub(r"\s+", "", (label or "").upper()).replace("-", "/")
-    if text in _DISC_BY_NAME:
-        return _DISC_BY_NAME[text]
-    match = re.fullmatch(r"([CT]\d{1,2})/?([CT]\d{1,2})", text)
-    if match:
-        return _DISC_BY_NAME.get(f"{match.group(1)}/{match.group(2)}")
-    match = re.fullmatch(r"(?:DISC)?(\d{1,2})", text)
-    if match and int(match.group(1)) in DISC_NAMES:
-        return int(match.group(1))
-    return None
+    """SCT disc value of a control point label, read as `rootletseg levels --disc-points` reads a markups file
+    (`discs.disc_value`: "C2/C3", "c2-c3", "C2C3", "PMJ", "disc 3", "3", ...). None when the label names no
+    disc of the SCT convention."""
+    try:
+        value = disc_value(label or "")
+    except UserError:
+        return None
+    return value if value in DISC_NAMES else None
 
 
 def _defined_points(markups_node):

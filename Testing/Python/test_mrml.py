@@ -454,6 +454,11 @@ def test_disc_labels_in_several_spellings_and_bad_labels(core):
     assert [d.value for d in mrml_levels.disc_points_from_markups(node)] == [3, 4, 5, 6, 50]
     assert mrml_levels.disc_value_from_label("C7/T1") == 8 and mrml_levels.disc_value_from_label("T1-T2") == 9
     assert mrml_levels.disc_value_from_label("F-1") is None and mrml_levels.disc_value_from_label("disc 77") is None
+    # the panel reads a label as `rootletseg levels --disc-points` reads it in a .mrk.json file
+    from RootletSegLogic import discs
+
+    for spelling in ("C2/3", "C2_C3", "top of C1", "disc 3.0", "PMG", "C7T1"):
+        assert mrml_levels.disc_value_from_label(spelling) == discs.disc_value(spelling), spelling
     node.AddControlPointWorld(vtk.vtkVector3d(0.0, 0.0, -5.0), "F-1")
     with pytest.raises(UserError, match="'F-1'.*not a disc name"):
         mrml_levels.disc_points_from_markups(node)
