@@ -93,9 +93,9 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _tsv(columns, rows: List[dict]) -> str:
+def _tsv(columns, rows: List[dict], delimiter: str = "\t") -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_fmt(row.get(column)) for column in columns])
@@ -154,6 +154,11 @@ def level_table_rows(result: LevelResult) -> List[Dict[str, object]]:
 def level_table_tsv(result: LevelResult) -> str:
     """The level table as TSV text (header + one line per level; 3 decimals; empty cell = not available)."""
     return _tsv(LEVEL_COLUMNS, level_table_rows(result))
+
+
+def level_table_csv(result: LevelResult) -> str:
+    """The level table as comma-separated text: the same columns and cells as `level_table_tsv`."""
+    return _tsv(LEVEL_COLUMNS, level_table_rows(result), delimiter=",")
 
 
 def pairings_rows(result: LevelResult) -> List[Dict[str, object]]:

@@ -9,9 +9,7 @@ by its *name*, and a QComboBox shows each member's `label()`), so renaming a mem
 
 from __future__ import annotations
 
-import csv
 import enum
-import io
 import os
 import re
 import sys
@@ -167,18 +165,6 @@ def ensure_suffix(path: os.PathLike | str, kind: str) -> Path:
 # ------------------------------------------------------------------------------------------------ conversions
 
 
-def level_table_csv(result) -> str:
-    """The level table (same columns and numbers as the TSV of `rootletseg levels`) as comma-separated text."""
-    from .export import level_table_tsv
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for line in level_table_tsv(result).splitlines():
-        if line:
-            writer.writerow(line.split("\t"))
-    return buffer.getvalue()
-
-
 # ------------------------------------------------------------------------------------------------ MRML pipeline
 # These need MRML (desktop Slicer, or the slicer-core wheel in tests) but no Qt: the panel and the module's
 # self-test call them, and Testing/Python runs them on a real scene.
@@ -291,7 +277,7 @@ def export_level_outputs(result, kind: str, path, overwrite: bool = False, prove
     from . import export, imageio
 
     if kind == "table_csv":
-        return imageio.write_text(level_table_csv(result), path, overwrite=overwrite)
+        return imageio.write_text(export.level_table_csv(result), path, overwrite=overwrite)
     argument = {"table_tsv": "tsv_path", "planning_json": "json_path", "markups": "markups_path"}.get(kind)
     if argument is None:
         raise ValueError(f"unknown level export kind {kind!r}")
