@@ -111,7 +111,7 @@ LANDMARK_MAX_RADIUS_MM = 5.0
 centroid, a label is not a landmark (a cord mask given as discs, say)."""
 
 
-def _label_centroids(image: sitk.Image, what: str) -> dict:
+def label_centroids(image: sitk.Image, what: str = "landmark label image") -> dict:
     """{value: centroid RAS mm} over the voxels of each non-zero label value; each must be point-like."""
     array = sitk.GetArrayViewFromImage(image)
     if array.dtype.kind == "f":
@@ -141,7 +141,7 @@ def landmarks_from_label_image(image: sitk.Image, what: str = "disc label image"
 
     Value 50 is the PMJ; value 49 (PMG) is dropped; all other positive values are discs.
     """
-    centroids = _label_centroids(image, what)
+    centroids = label_centroids(image, what)
     bad = [v for v in centroids if v < 1]
     if bad:
         raise UserError(f"The {what} holds negative values ({bad[0]}): give SCT disc labels (2 = C1/C2, 3 = C2/C3, ...).")
@@ -156,7 +156,7 @@ def discs_from_label_image(image: sitk.Image) -> List[DiscPoint]:
 
 def pmj_from_label_image(image: sitk.Image) -> tuple:
     """PMJ point (RAS mm): centroid of the voxels with value 50, or of the only label when the image has one value."""
-    centroids = _label_centroids(image, "PMJ label image")
+    centroids = label_centroids(image, "PMJ label image")
     if PMJ_VALUE in centroids:
         return centroids[PMJ_VALUE]
     if len(centroids) == 1:

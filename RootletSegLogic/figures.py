@@ -246,18 +246,10 @@ def _disc_points(discs, what="disc labels") -> List[DiscPoint]:
         return []
     if not isinstance(discs, sitk.Image) and not isinstance(discs, (str, os.PathLike)):
         return list(discs)
-    image = _as_image(discs, what, label=True)
-    array = sitk.GetArrayViewFromImage(image)
-    points = []
-    from .imageio import lps_to_ras, voxel_centers_lps
+    from .discs import label_centroids
 
-    for value in np.unique(array):
-        if value == 0:
-            continue
-        kji = np.argwhere(array == value)
-        lps = voxel_centers_lps(image, kji[:, ::-1]).mean(axis=0)
-        points.append(DiscPoint(int(value), tuple(float(v) for v in lps_to_ras(lps))))
-    return points
+    centroids = label_centroids(_as_image(discs, what, label=True), what)
+    return [DiscPoint(value, position) for value, position in sorted(centroids.items())]
 
 
 def sagittal_qc_planes(image, rootlets, cord=None):
