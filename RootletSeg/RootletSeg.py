@@ -3,8 +3,8 @@
 This file is the GUI only. Every computation is a call into the `RootletSegLogic` package (no Qt), which the
 `rootletseg` command line uses too: segmentation runs as `python -m RootletSegLogic segment ... --progress json` in a
 child process (RootletSegLogic.child_process), levels are computed in process (RootletSegLogic.levels) from the
-segments as the user edits them, and MRML conversions live in RootletSegLogic.mrml (scene, volumes),
-RootletSegLogic.mrml_segments (level segments) and RootletSegLogic.mrml_levels (disc markups, level table, chart).
+segments as the user edits them, and MRML conversions live in RootletSegLogic.slicer.volumes (scene, volumes),
+RootletSegLogic.slicer.segments (level segments) and RootletSegLogic.slicer.level_nodes (disc markups, level table, chart).
 """
 
 import importlib
@@ -16,9 +16,8 @@ from pathlib import Path
 
 import ctk
 import qt
-import vtk
-
 import slicer
+import vtk
 from slicer import (
     vtkMRMLMarkupsFiducialNode,
     vtkMRMLScalarVolumeNode,
@@ -50,9 +49,16 @@ def _coreFolder() -> Path:
 if str(_coreFolder()) not in sys.path:
     sys.path.insert(0, str(_coreFolder()))
 
-from RootletSegLogic import child_process, dependencies, gui_support, mrml, mrml_levels, mrml_segments  # noqa: E402
 from RootletSegLogic.errors import UserError  # noqa: E402
-from RootletSegLogic.gui_support import Contrast, Device, LevelMethod, ModelChoice  # noqa: E402
+from RootletSegLogic.slicer import (  # noqa: E402
+    child_process,
+    dependencies,
+    level_nodes,
+    segments,
+    session,
+    volumes,
+)
+from RootletSegLogic.slicer.session import Contrast, Device, LevelMethod, ModelChoice  # noqa: E402
 
 LEVEL_UPDATE_DELAY_MS = 500
 POLL_INTERVAL_MS = 100
@@ -245,7 +251,7 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.toolTip = _("Stop the segmentation (ends the process and everything it started)")
             self.ui.applyButton.enabled = True
         else:
-            problem = gui_support.apply_problem(bool(p.inputVolume), p.model, p.modelPath)
+            problem = session.apply_problem(bool(p.inputVolume), p.model, p.modelPath)
             self.ui.applyButton.text = _("Apply")
             self.ui.applyButton.toolTip = problem or _("Segment the rootlets of the input volume")
             self.ui.applyButton.enabled = problem is None
@@ -328,7 +334,7 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.levelsStatusLabel.text = _("No level segments yet: run the segmentation first.")
             return
         try:
-            result = gui_support.compute_scene_levels(
+            result = session.compute_scene_levels(
                 p.outputSegmentation, p.inputVolume, p.cordSegmentation, p.cordSegmentId, p.discs,
                 p.levelMethod.value)
         except UserError as error:
@@ -339,7 +345,7 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.NodeModify(p):
             if p.levelTable is None:
                 p.levelTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "RootletSeg levels")
-            nodes = gui_support.show_level_result(slicer.mrmlScene, result, p.levelTable)
+            nodes = session.show_level_result(slicer.mrmlScene, result, p.levelTable)
         self._levelResult = result
         self._chartNode = nodes["chart"]
         self.ui.levelTableView.setMRMLTableNode(p.levelTable)
@@ -365,11 +371,11 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = _("Missing Python packages were not installed.")
                 return
             p = self._parameterNode
-            model = gui_support.model_argument(p.model, p.modelPath)
+            model = session.model_argument(p.model, p.modelPath)
             if p.outputSegmentation is None:
                 p.outputSegmentation = slicer.mrmlScene.AddNewNodeByClass(
                     "vtkMRMLSegmentationNode", p.inputVolume.GetName() + " rootlets")
-            self._runner = self.logic.startSegmentation(p.inputVolume, model, gui_support.cli_device(p.device), p.tta)
+            self._runner = self.logic.startSegmentation(p.inputVolume, model, session.cli_device(p.device), p.tta)
             self.ui.progressBar.value = 0
             self.ui.progressBar.setVisible(True)
             self.ui.statusLabel.text = _("Starting...")
@@ -408,8 +414,8 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else:
                 with slicer.util.tryWithErrorDisplay(_("Failed to load the segmentation."), waitCursor=True):
                     p = self._parameterNode
-                    ids = gui_support.load_segmentation_result(
-                        p.outputSegmentation, gui_support.segmentation_output(runner), p.inputVolume)
+                    ids = session.load_segmentation_result(
+                        p.outputSegmentation, session.segmentation_output(runner), p.inputVolume)
                     p.outputSegmentation.CreateClosedSurfaceRepresentation()
                     slicer.util.setSliceViewerLayers(background=p.inputVolume)
                     self.ui.statusLabel.text = _("Done: {count} level segments.").format(count=len(ids))
@@ -434,12 +440,12 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _discsNode(self):
         p = self._parameterNode
         if p.discs is None:
-            p.discs = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", mrml_levels.DISC_MARKUPS_NAME)
+            p.discs = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", level_nodes.DISC_MARKUPS_NAME)
             p.discs.CreateDefaultDisplayNodes()
         return p.discs
 
     def onPlaceNextDisc(self) -> None:
-        name = mrml_levels.next_disc_name(self._parameterNode.discs)
+        name = level_nodes.next_disc_name(self._parameterNode.discs)
         if not name:
             slicer.util.infoDisplay(_("All discs C2/C3 to T1/T2 are placed. Move a point to correct it."))
             return
@@ -464,33 +470,33 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to import the disc labels."), waitCursor=True):
             p = self._parameterNode
-            p.discs = gui_support.import_disc_label_file(path, p.discs if p.discs is not None else slicer.mrmlScene)
+            p.discs = session.import_disc_label_file(path, p.discs if p.discs is not None else slicer.mrmlScene)
 
     # ---------------------------------------------------------------- exports
     def onExport(self, kind: str) -> None:
         p = self._parameterNode
         volumeName = p.inputVolume.GetName() if p.inputVolume is not None else "rootlets"
-        default = os.path.join(self.logic.lastExportFolder(), gui_support.export_filename(volumeName, kind))
+        default = os.path.join(self.logic.lastExportFolder(), session.export_filename(volumeName, kind))
         path = qt.QFileDialog.getSaveFileName(
-            slicer.util.mainWindow(), _("Export"), default, gui_support.EXPORT_FILTERS[kind])
+            slicer.util.mainWindow(), _("Export"), default, session.EXPORT_FILTERS[kind])
         if not path:
             return
-        path = gui_support.ensure_suffix(path, kind)
+        path = session.ensure_suffix(path, kind)
         with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
             # the save dialog has asked before replacing an existing file
             if kind == "labelmap":
-                written = gui_support.export_label_map(p.outputSegmentation, p.inputVolume, path, overwrite=True)
+                written = session.export_label_map(p.outputSegmentation, p.inputVolume, path, overwrite=True)
             elif kind == "segmentation":
                 if not slicer.util.saveNode(p.outputSegmentation, str(path)):
                     raise UserError(f"Could not write '{path}': check that the folder is writable.")
                 written = path
             else:
-                localPath = gui_support.local_model_path(p.modelPath)
+                localPath = session.local_model_path(p.modelPath)
                 provenance = {"contrast": p.contrast.value, "model": p.model.value or str(localPath or "")}
-                written = gui_support.export_level_outputs(self._levelResult, kind, path, overwrite=True,
+                written = session.export_level_outputs(self._levelResult, kind, path, overwrite=True,
                                                            provenance=provenance)
                 if kind == "markups":
-                    mrml_levels.level_bound_markups(slicer.mrmlScene, self._levelResult)
+                    level_nodes.level_bound_markups(slicer.mrmlScene, self._levelResult)
             self.logic.setLastExportFolder(str(Path(written).parent))
             self.ui.statusLabel.text = _("Wrote {path}").format(path=written)
 
@@ -545,13 +551,13 @@ class RootletSegModuleLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def startSegmentation(volumeNode, model: str, device: str = "auto", tta: bool = False):
         """Start `rootletseg segment` on the volume (world space) in Slicer's Python; returns the ChildProcess."""
-        return gui_support.start_segmentation(volumeNode, model, device=device, tta=tta,
+        return session.start_segmentation(volumeNode, model, device=device, tta=tta,
                                               python=child_process.python_executable())
 
     @staticmethod
     def hasLevelSegments(segmentationNode) -> bool:
         segmentation = segmentationNode.GetSegmentation()
-        return any(mrml_segments.segment_level_value(segmentation.GetNthSegment(i)) is not None
+        return any(segments.segment_level_value(segmentation.GetNthSegment(i)) is not None
                    for i in range(segmentation.GetNumberOfSegments()))
 
     # ---- cord mask from a file
@@ -605,13 +611,13 @@ class RootletSegTest(ScriptedLoadableModuleTest):
         if missing:
             self.delayDisplay(f"Skipped: {', '.join(missing)} not installed (press Apply once to install).")
             return
-        from RootletSegLogic import discs as discsModule
-        from RootletSegLogic.phantom import make_phantom
+        from RootletSegLogic.levels import discs as discsModule
+        from RootletSegLogic.synthetic.phantom import make_phantom
 
         self.delayDisplay("Making a phantom")
         phantom = make_phantom(seed=0)
         scene = slicer.mrmlScene
-        volume = mrml.volume_node_from_image(scene, phantom.image, "RootletSeg phantom")
+        volume = volumes.volume_node_from_image(scene, phantom.image, "RootletSeg phantom")
         segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Phantom rootlets")
 
         self.delayDisplay("Running the demo model in a child process")
@@ -619,7 +625,7 @@ class RootletSegTest(ScriptedLoadableModuleTest):
         temporary = runner.temporary_paths
         try:
             runner.wait(timeout=900)
-            ids = gui_support.load_segmentation_result(segmentation, gui_support.segmentation_output(runner), volume)
+            ids = session.load_segmentation_result(segmentation, session.segmentation_output(runner), volume)
         finally:
             runner.close()
         self.assertTrue(all(not path.exists() for path in temporary), "temporary files left behind")
@@ -628,14 +634,14 @@ class RootletSegTest(ScriptedLoadableModuleTest):
         self.assertTrue(names <= {f"{name} rootlets" for name in ("C2", "C3", "C4", "C5", "C6", "C7", "C8", "T1")})
 
         self.delayDisplay("Computing levels")
-        cordLabel = mrml.volume_node_from_image(scene, phantom.cord, "Phantom cord", labelmap=True)
+        cordLabel = volumes.volume_node_from_image(scene, phantom.cord, "Phantom cord", labelmap=True)
         cord = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Phantom cord")
         slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(cordLabel, cord)
         discPoints, pmj = discsModule.landmarks_from_label_image(phantom.discs)
-        discsNode = mrml_levels.markups_from_disc_points(scene, discPoints, pmj)
-        result = gui_support.compute_scene_levels(
+        discsNode = level_nodes.markups_from_disc_points(scene, discPoints, pmj)
+        result = session.compute_scene_levels(
             segmentation, volume, cord, cord.GetSegmentation().GetNthSegmentID(0), discsNode, "paper")
-        table = gui_support.show_level_result(scene, result)["table"]
+        table = session.show_level_result(scene, result)["table"]
         self.assertEqual(len(result.spinal()), len(ids))
         self.assertEqual(table.GetNumberOfRows(), len(result.rows))
         self.assertGreater(len(result.vertebral()), 0)

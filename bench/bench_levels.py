@@ -1,4 +1,4 @@
-"""Benchmark `levels.compute_levels` (+ the spinal level label image) on a large volume.
+"""Benchmark `compute_levels` (+ the spinal level label image) on a large volume.
 
 Volume: 141 x 141 x 991 voxels (R-L, A-P, S-I) at 0.5 mm isotropic (70 x 70 x 495 mm), synthesised here:
 an elliptic cord (12 x 8 mm) along a gently curved centerline over the whole S-I extent, rootlets for C2..T1
@@ -36,8 +36,9 @@ def synthesise(orientation: str = "PSR"):
     import numpy as np
     import SimpleITK as sitk
 
-    from RootletSegLogic import imageio
-    from RootletSegLogic.level_types import DiscPoint
+    from RootletSegLogic.images.orientation import direction_for_axcodes, reorient
+    from RootletSegLogic.images.world import ras_to_lps
+    from RootletSegLogic.levels.types import DiscPoint
 
     nx, ny, nz = SHAPE_RL_AP_SI
     h = SPACING_MM
@@ -71,9 +72,9 @@ def synthesise(orientation: str = "PSR"):
     for arr in (rootlets, cord):
         img = sitk.GetImageFromArray(arr)
         img.SetSpacing((h, h, h))
-        img.SetDirection(imageio.direction_for_axcodes("RAS"))
-        img.SetOrigin(imageio.ras_to_lps([x_mm[0], y_mm[0], z_mm[0]]).tolist())
-        images.append(imageio.reorient(img, orientation))
+        img.SetDirection(direction_for_axcodes("RAS"))
+        img.SetOrigin(ras_to_lps([x_mm[0], y_mm[0], z_mm[0]]).tolist())
+        images.append(reorient(img, orientation))
     discs = [DiscPoint(n, (0.0, 8.0, float(level_top[n] + 14.0 - 6.0 - 3.0 * (n - 2)))) for n in range(2, 11)
              if n in level_top] + [DiscPoint(10, (0.0, 8.0, float(level_top[9] - 30.0)))]
     pmj = (0.0, 2.0, top + 25.0)
@@ -90,7 +91,8 @@ def main(argv=None) -> int:
     import numpy as np  # noqa: F401
     import SimpleITK as sitk
 
-    from RootletSegLogic import levels
+    from RootletSegLogic.levels.entry_zone import spinal_level_label_image
+    from RootletSegLogic.levels.method import compute_levels
 
     t0 = time.perf_counter()
     rootlets, cord, discs, pmj = synthesise(args.orientation)
@@ -98,15 +100,15 @@ def main(argv=None) -> int:
           f"({int(np.prod(rootlets.GetSize())) / 1e6:.1f} M voxels; cord "
           f"{int(sitk.GetArrayViewFromImage(cord).sum())} voxels, rootlets "
           f"{int((sitk.GetArrayViewFromImage(rootlets) > 0).sum())} voxels)")
-    result = levels.compute_levels(rootlets, cord, discs, pmj)  # warm-up (imports, caches)
-    levels.spinal_level_label_image(rootlets, cord, result)
+    result = compute_levels(rootlets, cord, discs, pmj)  # warm-up (imports, caches)
+    spinal_level_label_image(rootlets, cord, result)
     t_levels, t_label = [], []
     for _ in range(args.repeat):
         t = time.perf_counter()
-        result = levels.compute_levels(rootlets, cord, discs, pmj)
+        result = compute_levels(rootlets, cord, discs, pmj)
         t_levels.append(time.perf_counter() - t)
         t = time.perf_counter()
-        levels.spinal_level_label_image(rootlets, cord, result)
+        spinal_level_label_image(rootlets, cord, result)
         t_label.append(time.perf_counter() - t)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
     print(f"levels: {[r.level for r in result.spinal()]} spinal, {[r.level for r in result.vertebral()]} vertebral; "

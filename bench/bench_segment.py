@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO / "Testing" / "Python"))
 
 
 def prepare_demo(work: Path, demo_model: str = None):
-    from RootletSegLogic.models import EMBEDDED_DEMO_PATH
-    from RootletSegLogic.phantom import make_phantom, write_phantom
+    from RootletSegLogic.segmentation.registry import EMBEDDED_DEMO_PATH
+    from RootletSegLogic.synthetic.phantom import make_phantom, write_phantom
 
     if demo_model is None and not EMBEDDED_DEMO_PATH.is_dir():
         return None

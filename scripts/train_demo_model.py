@@ -12,7 +12,7 @@ What it writes (`--out`, default Resources/Models/demo) is an nnU-Net v2 trained
   once and can count them from the top; ZScoreNormalization; transpose_forward/backward [0, 1, 2].
 - dataset.json: channel "T2w", labels background + lvl1..lvl9 (lvl1 never occurs), image_orientation "LPI"
   (SCT "from" letters = RAS "to" letters).
-- Training cases are preprocessed exactly as inference will: reoriented to RAS (`imageio.Reorientation`), array in
+- Training cases are preprocessed exactly as inference will: reoriented to RAS (`Reorientation`), array in
   (z, y, x), then nnU-Net's own `DefaultPreprocessor.run_case_npy` with these plans.
 - Own short training loop (no nnU-Net trainer, no worker processes): CE + soft Dice with deep supervision, AdamW,
   poly learning-rate decay; augmentation: left-right flip, contrast/brightness, Gaussian noise (no S-I flip).
@@ -39,8 +39,13 @@ import SimpleITK as sitk
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from RootletSegLogic import imageio  # noqa: E402
-from RootletSegLogic.phantom import DEFAULT_SHAPE, DEFAULT_SPACING, LEVELS, make_phantom  # noqa: E402
+from RootletSegLogic.images.orientation import Reorientation, axcodes_to_sct
+from RootletSegLogic.synthetic.phantom import (  # noqa: E402
+    DEFAULT_SHAPE,
+    DEFAULT_SPACING,
+    LEVELS,
+    make_phantom,
+)
 
 TRAINER_FOLDER = "nnUNetTrainer__nnUNetPlans__3d_fullres"
 MODEL_ORIENTATION = "RAS"  # "to" letters; dataset.json says "LPI" in SCT's "from" letters
@@ -62,7 +67,7 @@ def make_dataset_json() -> dict:
         "labels": labels,
         "numTraining": 0,
         "file_ending": ".nii.gz",
-        "image_orientation": imageio.axcodes_to_sct(MODEL_ORIENTATION),
+        "image_orientation": axcodes_to_sct(MODEL_ORIENTATION),
         "name": "RootletSeg demo (synthetic phantom)",
         "description": "Small demo model trained on RootletSegLogic.phantom; levels 2..9 = C2..T1. Not for real MRI.",
     }
@@ -136,12 +141,14 @@ def build_network(plans: dict, deep_supervision: bool):
 # ------------------------------------------------------------------------------------------------ preprocessing
 def preprocess_case(image: sitk.Image, labels: sitk.Image | None, plans: dict, dataset_json: dict):
     """(data (1, z, y, x) float32, seg (1, z, y, x) int8 or None) exactly as nnU-Net inference preprocesses it."""
-    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import (
+        DefaultPreprocessor,
+    )
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     plans_manager = PlansManager(plans)
     configuration_manager = plans_manager.get_configuration("3d_fullres")
-    reorientation = imageio.Reorientation(image, MODEL_ORIENTATION)
+    reorientation = Reorientation(image, MODEL_ORIENTATION)
     oriented = reorientation.apply(image)
     data = sitk.GetArrayFromImage(oriented)[None].astype(np.float32)
     seg = None
@@ -321,7 +328,7 @@ def make_predictor(trainer_dir: Path, threads: int):
 
 def predict(predictor, image: sitk.Image) -> sitk.Image:
     """Label map on the input grid: reorient to RAS, nnU-Net on (z, y, x), restore the orientation."""
-    reorientation = imageio.Reorientation(image, MODEL_ORIENTATION)
+    reorientation = Reorientation(image, MODEL_ORIENTATION)
     oriented = reorientation.apply(image)
     data = sitk.GetArrayFromImage(oriented)[None].astype(np.float32)
     seg = predictor.predict_single_npy_array(data, {"spacing": list(oriented.GetSpacing())[::-1]})

@@ -10,11 +10,17 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from RootletSegLogic.imageio import lps_to_ras, voxel_centers_lps
-from RootletSegLogic.level_types import (
-    SPINAL_LEVEL_NAMES, VERTEBRAL_LEVEL_NAMES, Centerline, LevelResult, LevelRow, Overlap, Pairing,
+from RootletSegLogic.images.world import lps_to_ras, voxel_centers_lps
+from RootletSegLogic.levels.types import (
+    PAPER_PAIRINGS,
+    SPINAL_LEVEL_NAMES,
+    VERTEBRAL_LEVEL_NAMES,
+    Centerline,
+    LevelResult,
+    LevelRow,
+    Overlap,
+    Pairing,
 )
-from RootletSegLogic.level_types import PAPER_PAIRINGS
 
 
 def _row(level_type, value, rostral_pmj, caudal_pmj, pmj_s=100.0, x=1.5, y=-2.0, with_pmj=True, n=0, method="paper"):

@@ -124,7 +124,9 @@ def full_size_plans(shape_zyx=(64, 320, 320), spacing_zyx=(0.8, 0.8, 0.8), label
                     num_training: int = 76) -> dict:
     """Plans from nnU-Net's default ExperimentPlanner run on a fabricated fingerprint (`num_training` cases of
     `shape_zyx` voxels at `spacing_zyx` mm). nnU-Net's printing goes to a buffer; env vars are restored after."""
-    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import (
+        ExperimentPlanner,
+    )
 
     name = "Dataset999_Factory"
     saved = {key: os.environ.get(key) for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}

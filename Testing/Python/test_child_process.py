@@ -18,8 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from RootletSegLogic import child_process
-from RootletSegLogic.child_process import ChildProcess, describe_event, parse_line, python_executable
+from RootletSegLogic.slicer.child_process import (
+    ChildProcess,
+    child_environment,
+    describe_event,
+    last_error_line,
+    package_parent,
+    parse_line,
+    python_executable,
+    running_inside_slicer,
+    segment_command,
+)
 
 POSIX = os.name != "nt"
 
@@ -140,7 +149,7 @@ def test_real_cli_error_path_gives_the_message_and_removes_temporaries(tmp_path)
     runner = ChildProcess([], grace_s=2.0)
     work = runner.make_temporary_directory()
     (work / "input.nii.gz").write_bytes(b"")  # something inside, to check the tree goes
-    runner.argv = child_process.segment_command(tmp_path / "missing.nii.gz", work / "out.nii.gz", "demo",
+    runner.argv = segment_command(tmp_path / "missing.nii.gz", work / "out.nii.gz", "demo",
                                                 device="cpu", python=sys.executable)
     runner.start()
     events = runner.wait(timeout=120)
@@ -154,15 +163,16 @@ def test_real_cli_error_path_gives_the_message_and_removes_temporaries(tmp_path)
 
 def test_segment_command_is_accepted_by_the_real_parser(tmp_path):
     """The command the module builds parses with the CLI's own parser, for every device the panel offers."""
-    from RootletSegLogic import cli, cli_segment
-    from RootletSegLogic.gui_support import Device, cli_device
+    from RootletSegLogic.cli.main import build_parser
+    from RootletSegLogic.cli.segment import DEVICE_CHOICES
+    from RootletSegLogic.slicer.session import Device, cli_device
 
-    parser = cli.build_parser()
+    parser = build_parser()
     for device in Device:
         for platform in ("linux", "win32", "darwin"):
             value = cli_device(device, platform)
-            assert value in cli_segment.DEVICE_CHOICES
-            command = child_process.segment_command(tmp_path / "in.nii.gz", tmp_path / "out.nii.gz", "rootletseg",
+            assert value in DEVICE_CHOICES
+            command = segment_command(tmp_path / "in.nii.gz", tmp_path / "out.nii.gz", "rootletseg",
                                                     device=value, tta=True, python="py")
             assert command[:3] == ["py", "-m", "RootletSegLogic"]
             args = parser.parse_args(command[3:])
@@ -173,9 +183,9 @@ def test_segment_command_is_accepted_by_the_real_parser(tmp_path):
 
 def test_last_error_line_prefers_the_rootletseg_sentence():
     text = "Traceback...\nrootletseg: error: The model is broken: reinstall it.\nsome noise\n"
-    assert child_process.last_error_line(text) == "The model is broken: reinstall it."
-    assert child_process.last_error_line("one\ntwo\n\n") == "two"
-    assert child_process.last_error_line("") == ""
+    assert last_error_line(text) == "The model is broken: reinstall it."
+    assert last_error_line("one\ntwo\n\n") == "two"
+    assert last_error_line("") == ""
 
 
 def test_crash_without_protocol_error_reports_stderr(tmp_path):
@@ -293,7 +303,7 @@ def test_cancel_after_leader_exit_still_ends_workers(tmp_path):
 def test_leftover_temporaries_are_removed_at_exit(tmp_path):
     """Anything registered and never closed is removed when the interpreter exits (atexit)."""
     script = _script(tmp_path, "leftover.py", """
-        from RootletSegLogic.child_process import ChildProcess
+        from RootletSegLogic.slicer.child_process import ChildProcess
         runner = ChildProcess(["unused"])
         folder = runner.make_temporary_directory()
         (folder / "f.txt").write_text("x")
@@ -302,7 +312,7 @@ def test_leftover_temporaries_are_removed_at_exit(tmp_path):
     import subprocess
 
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True,
-                         env=child_process.child_environment())
+                         env=child_environment())
     folder = Path(out.stdout.strip())
     assert folder.name.startswith("rootletseg_") and not folder.exists()
 
@@ -325,12 +335,12 @@ def test_python_executable_in_plain_python_and_in_slicer(tmp_path, monkeypatch):
         python_executable(inside_slicer=True)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "SlicerApp-real"))
     assert python_executable(inside_slicer=True) == str(launcher)  # beside the application
-    assert child_process.running_inside_slicer()  # sys.executable is not a python
+    assert running_inside_slicer()  # sys.executable is not a python
 
 
 def test_child_environment_makes_the_package_importable(tmp_path):
-    env = child_process.child_environment({"PATH": os.environ.get("PATH", ""), "PYTHONPATH": "/somewhere"})
+    env = child_environment({"PATH": os.environ.get("PATH", ""), "PYTHONPATH": "/somewhere"})
     parts = env["PYTHONPATH"].split(os.pathsep)
-    assert parts[0] == str(child_process.package_parent()) and "/somewhere" in parts
+    assert parts[0] == str(package_parent()) and "/somewhere" in parts
     assert env["PYTHONUNBUFFERED"] == "1"
-    assert (child_process.package_parent() / "RootletSegLogic" / "__init__.py").is_file()
+    assert (package_parent() / "RootletSegLogic" / "__init__.py").is_file()

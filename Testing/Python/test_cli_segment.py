@@ -228,7 +228,8 @@ def test_a_cancel_that_a_library_turns_into_its_own_error_is_still_a_cancel(tmp_
     import os
     import signal as signal_module
 
-    from RootletSegLogic import cli
+    from RootletSegLogic.cli import main as cli
+    from RootletSegLogic.cli.main import build_parser, main
 
     def command_hit_by_sigterm(args, reporter):
         try:
@@ -237,9 +238,9 @@ def test_a_cancel_that_a_library_turns_into_its_own_error_is_still_a_cancel(tmp_
             raise RuntimeError("error in a library callback") from wrapped
         return 0
 
-    parser = cli.build_parser
+    parser = build_parser
     monkeypatch.setattr(cli, "build_parser", lambda: _parser_running(parser(), command_hit_by_sigterm))
-    assert cli.main(["phantom", "--out", str(tmp_path / "x")]) == 143
+    assert main(["phantom", "--out", str(tmp_path / "x")]) == 143
 
 
 def _parser_running(parser, func):

@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import numpy as np
-
-from level_results import synthetic_result
-from RootletSegLogic import export, statistics
-
 from conftest import REPO_ROOT
+from level_results import synthetic_result
+
+from RootletSegLogic.analysis.bland_altman import STATS_COLUMNS
+from RootletSegLogic.levels.planning import write_level_outputs
 
 
 def _run(*args):
@@ -24,7 +24,7 @@ def _tables(folder, n=5):
     paths = []
     for i in range(n):
         path = folder / f"sub-{i + 1:02d}_levels.tsv"
-        export.write_level_outputs(synthetic_result(shift=float(rng.normal(0, 2))), tsv_path=path)
+        write_level_outputs(synthetic_result(shift=float(rng.normal(0, 2))), tsv_path=path)
         paths.append(path)
     return paths
 
@@ -45,7 +45,7 @@ def test_stats_writes_table_and_figures(tmp_path):
         "bland_altman.png", "bland_altman.svg", "bland_altman.tsv", "bland_altman_points.tsv"]
     with open(out / "bland_altman.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    assert tuple(rows[0]) == statistics.STATS_COLUMNS
+    assert tuple(rows[0]) == STATS_COLUMNS
     overall = next(r for r in rows if r["pairing"] == "not_shifted" and r["vertebral_level"] == "all")
     assert int(overall["n"]) == 5 * 7
     with open(out / "bland_altman_points.tsv", newline="") as handle:

@@ -1,9 +1,8 @@
 """The extension packaging: CMakeLists.txt (top level and RootletSeg/), RootletSeg.json, icon.
 
 Desktop Slicer and a Slicer build tree are not available here, so CMake is not run: the files are read as text.
-Checked: every Python file of RootletSegLogic/ is listed by name in RootletSeg/CMakeLists.txt (so the packaged
-extension is complete and a new core file cannot be forgotten), every listed file exists, the data folders
-(terminology, demo model) are covered by globs that match their files, the UI and icon are listed, the
+Checked: the whole RootletSegLogic/ tree is globbed in RootletSeg/CMakeLists.txt (Python files and package data:
+the demo model, the terminology), and a real CMake run against a stub Slicer copies every file of the package, the UI and icon are listed, the
 top-level file carries the extension metadata of Slicer's template, and RootletSeg.json is a valid
 ExtensionsIndex entry (schema v1.0.1 keys) consistent with it.
 """
@@ -65,13 +64,15 @@ def _glob_matches(pattern: str, recursive: bool) -> list:
                   and "__pycache__" not in f.parts)
 
 
-def test_every_core_python_file_is_listed(module_cmake):
-    listed = set(_set_values(module_cmake, "ROOTLETSEG_CORE_SCRIPTS"))
-    actual = {str(p.relative_to(REPO)) for p in (REPO / "RootletSegLogic").rglob("*.py") if "__pycache__" not in p.parts}
-    missing = sorted(actual - listed)
-    assert not missing, f"add to ROOTLETSEG_CORE_SCRIPTS in RootletSeg/CMakeLists.txt: {missing}"
-    stale = sorted(listed - actual)
-    assert not stale, f"listed in RootletSeg/CMakeLists.txt but absent: {stale}"
+def test_the_whole_package_tree_is_globbed(module_cmake):
+    """Python files as scripts, every other file of the package as data: both recursive from the package root, so
+    every file of RootletSegLogic/ (today's and tomorrow's) is packaged; the real CMake run below proves it."""
+    assert dict(_globs(module_cmake)) == {"RootletSegLogic/*.py": True, "RootletSegLogic/*": True}
+    scripts = _glob_matches("RootletSegLogic/*.py", True)
+    every_python_file = sorted(str(p.relative_to(REPO)) for p in (REPO / "RootletSegLogic").rglob("*.py")
+                               if "__pycache__" not in p.parts)
+    assert scripts == every_python_file and len(scripts) > 30
+    assert 'list(FILTER ROOTLETSEG_PACKAGE_DATA_FILES EXCLUDE REGEX "(__pycache__|\\\\.py$|\\\\.pyc$)")' in module_cmake
 
 
 def test_module_script_and_resources_are_listed(module_cmake):
@@ -81,34 +82,22 @@ def test_module_script_and_resources_are_listed(module_cmake):
     for path in ("Resources/UI/${MODULE_NAME}.ui", "Resources/Icons/${MODULE_NAME}.png"):
         assert path in resources
         assert (REPO / path.replace("${MODULE_NAME}", "RootletSeg")).is_file()
-    assert "${ROOTLETSEG_TERMINOLOGY_FILES}" in resources and "${ROOTLETSEG_DEMO_MODEL_FILES}" in resources
+    assert "${ROOTLETSEG_PACKAGE_DATA_FILES}" in resources
     assert "slicerMacroBuildScriptedModule(" in module_cmake
     assert re.search(r"ctkMacroCompilePythonScript\(.*SOURCE_DIR \$\{PROJECT_SOURCE_DIR\}.*NO_INSTALL_SUBDIR",
                      module_cmake, re.S)
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in module_cmake
 
 
-def test_data_files_are_covered_by_the_globs(module_cmake):
-    patterns = dict(_globs(module_cmake))
-    assert patterns == {"RootletSegLogic/terminology/*.json": False, "Resources/Models/demo/*": True}
-    terminology = _glob_matches("RootletSegLogic/terminology/*.json", False)
-    assert terminology, "no terminology file matched"
-    every_terminology_file = sorted(str(p.relative_to(REPO)) for p in (REPO / "RootletSegLogic" / "terminology").iterdir()
-                                    if p.is_file())
-    assert terminology == every_terminology_file
-    demo = REPO / "Resources" / "Models" / "demo"
-    if demo.is_dir():
-        matched = _glob_matches("Resources/Models/demo/*", True)
-        every_demo_file = sorted(str(p.relative_to(REPO)) for p in demo.rglob("*") if p.is_file())
-        assert matched == every_demo_file and matched
-
-
 def test_core_finds_its_data_where_the_package_puts_it():
     """The installed layout mirrors the repository root, which is what the core's paths assume."""
-    from RootletSegLogic import models, mrml_segments
+    from RootletSegLogic.segmentation.registry import EMBEDDED_DEMO_PATH
+    from RootletSegLogic.slicer.terminology import TERMINOLOGY_DIR
 
-    assert models.EMBEDDED_DEMO_PATH == REPO / "Resources" / "Models" / "demo"
-    assert mrml_segments.TERMINOLOGY_DIR == REPO / "RootletSegLogic" / "terminology"
+    assert EMBEDDED_DEMO_PATH == REPO / "RootletSegLogic" / "synthetic" / "models" / "demo"
+    assert TERMINOLOGY_DIR == REPO / "RootletSegLogic" / "slicer" / "data"
+    assert (EMBEDDED_DEMO_PATH / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "plans.json").is_file()
+    assert any(TERMINOLOGY_DIR.glob("*.json"))
 
 
 def test_top_level_metadata(top_cmake):
@@ -209,7 +198,7 @@ def test_cmake_configures_with_a_stub_slicer_and_installs_the_mirrored_layout(tm
     expected = {"RootletSeg.py", "Resources/UI/RootletSeg.ui", "Resources/Icons/RootletSeg.png"}
     expected |= {str(p.relative_to(REPO)) for p in (REPO / "RootletSegLogic").rglob("*")
                  if p.is_file() and "__pycache__" not in p.parts}
-    demo = REPO / "Resources" / "Models" / "demo"
+    demo = REPO / "RootletSegLogic" / "synthetic" / "models" / "demo"
     if demo.is_dir():
         expected |= {str(p.relative_to(REPO)) for p in demo.rglob("*") if p.is_file()}
     assert manifest == expected

@@ -11,13 +11,13 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from RootletSegLogic import imageio
-from RootletSegLogic.model_folder import load_model_folder
-from RootletSegLogic.phantom import DEFAULT_SHAPE, LEVELS, make_phantom
 from conftest import REPO_ROOT
 
-DEMO_DIR = REPO_ROOT / "Resources" / "Models" / "demo"
+from RootletSegLogic.images.orientation import sct_to_axcodes
+from RootletSegLogic.segmentation.model_folder import load_model_folder
+from RootletSegLogic.synthetic.phantom import DEFAULT_SHAPE, LEVELS, make_phantom
+
+DEMO_DIR = REPO_ROOT / "RootletSegLogic" / "synthetic" / "models" / "demo"
 MIN_DICE = 0.8
 
 
@@ -36,7 +36,7 @@ def test_demo_model_layout_and_metadata(demo_model):
     assert dataset["channel_names"] == {"0": "T2w"}
     assert dataset["labels"] == {"background": 0, **{f"lvl{i}": i for i in range(1, 10)}}
     assert dataset["file_ending"] == ".nii.gz"
-    assert imageio.sct_to_axcodes(dataset["image_orientation"]) == "RAS"
+    assert sct_to_axcodes(dataset["image_orientation"]) == "RAS"
     config = demo_model.plans_json["configurations"]["3d_fullres"]
     assert config["architecture"]["network_class_name"] == "dynamic_network_architectures.architectures.unet.PlainConvUNet"
     assert config["patch_size"] == [DEFAULT_SHAPE[2], DEFAULT_SHAPE[1], DEFAULT_SHAPE[0]]
@@ -71,7 +71,7 @@ def _dice(prediction: np.ndarray, truth: np.ndarray, level: int) -> float:
 
 @pytest.mark.parametrize("seed, orientation", [(1000, "RAS"), (1001, "LPS"), (1002, "PIR")])
 def test_demo_model_segments_held_out_phantoms(demo_model, seed, orientation):
-    from RootletSegLogic.inference import segment_image
+    from RootletSegLogic.segmentation.predictor import segment_image
 
     phantom = make_phantom(seed=seed, orientation=orientation)
     labels = segment_image(phantom.image, demo_model, device="cpu")

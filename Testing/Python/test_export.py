@@ -8,17 +8,23 @@ import re
 
 import numpy as np
 import pytest
-
 from level_results import synthetic_result
-from RootletSegLogic import export
+
 from RootletSegLogic.errors import UserError
+from RootletSegLogic.levels.planning import level_markups, write_level_outputs
+from RootletSegLogic.levels.tables import (
+    PAIRING_COLUMNS,
+    level_table_rows,
+    level_table_tsv,
+    read_level_table,
+)
 
 REQUIRED = ("level_type", "level", "rostral_S_mm", "caudal_S_mm", "rostral_pmj_mm", "caudal_pmj_mm",
             "midpoint_pmj_mm", "height_mm")
 
 
 def _write_all(result, folder, **kwargs):
-    return export.write_level_outputs(
+    return write_level_outputs(
         result, tsv_path=folder / "levels.tsv", json_path=folder / "levels.json",
         markups_path=folder / "levels.mrk.json", pairings_path=folder / "pairs.tsv", **kwargs)
 
@@ -46,17 +52,17 @@ def test_level_table_columns_values_and_read_back(tmp_path):
     parts = dict(p.split(":") for p in c3["vertebral_overlap"].split(";"))
     assert parts == {"C2": f"{4 / 12:.3f}", "C3": f"{8 / 12:.3f}"}
 
-    typed = export.read_level_table(paths["table"])
-    assert typed == export.level_table_rows(result)  # every value survives the round trip (3 decimals suffice here)
+    typed = read_level_table(paths["table"])
+    assert typed == level_table_rows(result)  # every value survives the round trip (3 decimals suffice here)
     assert isinstance(typed[0]["label_value"], int) and isinstance(typed[0]["height_mm"], float)
 
 
 def test_pairings_table(tmp_path):
     result = synthetic_result()
-    path = export.write_level_outputs(result, pairings_path=tmp_path / "p.tsv")["pairings"]
+    path = write_level_outputs(result, pairings_path=tmp_path / "p.tsv")["pairings"]
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    assert tuple(rows[0]) == export.PAIRING_COLUMNS
+    assert tuple(rows[0]) == PAIRING_COLUMNS
     pairs = {(r["pairing"], r["vertebral_level"], r["spinal_level"]) for r in rows}
     assert ("not_shifted", "T1", "C8") in pairs and ("shifted", "C2", "C3") in pairs
     for r in rows:
@@ -69,17 +75,17 @@ def test_pairings_table(tmp_path):
 
 def test_without_pmj_the_pmj_cells_are_empty(tmp_path):
     result = synthetic_result(with_pmj=False)
-    text = export.level_table_tsv(result)
+    text = level_table_tsv(result)
     rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
     assert all(r["rostral_pmj_mm"] == r["caudal_pmj_mm"] == r["midpoint_pmj_mm"] == "" for r in rows)
     assert all(r["distance_reference"] == "S-axis" and r["midpoint_distance_mm"] != "" for r in rows)
     (tmp_path / "t.tsv").write_text(text)
-    assert all(r["midpoint_pmj_mm"] is None for r in export.read_level_table(tmp_path / "t.tsv"))
+    assert all(r["midpoint_pmj_mm"] is None for r in read_level_table(tmp_path / "t.tsv"))
 
 
 def test_planning_json_schema_and_ras_lps(tmp_path):
     result = synthetic_result()
-    path = export.write_level_outputs(result, json_path=tmp_path / "plan.json",
+    path = write_level_outputs(result, json_path=tmp_path / "plan.json",
                                       provenance={"model": "demo"})["planning_json"]
     doc = json.loads(path.read_text())
     assert doc["schema"] == "rootletseg.levels" and doc["schema_version"] == 1 and doc["units"] == "mm"
@@ -111,7 +117,7 @@ def test_planning_json_schema_and_ras_lps(tmp_path):
 @pytest.mark.parametrize("system", ["LPS", "RAS"])
 def test_markups_file(tmp_path, system):
     result = synthetic_result()
-    doc = export.level_markups(result, coordinate_system=system)
+    doc = level_markups(result, coordinate_system=system)
     path = tmp_path / "levels.mrk.json"
     path.write_text(json.dumps(doc))
     loaded = json.loads(path.read_text())
@@ -158,22 +164,27 @@ def test_read_level_table_rejects_bad_tables(tmp_path, content, message):
     path = tmp_path / "bad.tsv"
     path.write_text(content)
     with pytest.raises(UserError, match=message) as info:
-        export.read_level_table(path)
+        read_level_table(path)
     assert "\n" not in str(info.value)
 
 
 def test_real_levels_on_pam50(sct_data, tmp_path):
     """A real result from levels.py (PAM50_small: rootlets, cord, discs, PMJ) exported and read back."""
-    from RootletSegLogic import discs, imageio, levels
+    from RootletSegLogic.images.reading import read_label_map
+    from RootletSegLogic.levels.discs import (
+        landmarks_from_label_image,
+        pmj_from_label_image,
+    )
+    from RootletSegLogic.levels.method import compute_levels
 
     template = sct_data / "template"
-    rootlets = imageio.read_label_map(template / "PAM50_small_rootlets.nii.gz")
-    cord = imageio.read_label_map(template / "PAM50_small_cord.nii.gz")
-    disc_points, pmj = discs.landmarks_from_label_image(imageio.read_label_map(template / "PAM50_small_label_disc.nii.gz"))
-    pmj = discs.pmj_from_label_image(imageio.read_label_map(template / "PAM50_small_t2_pmj_manual.nii.gz"))
-    result = levels.compute_levels(rootlets, cord, disc_points, pmj)
+    rootlets = read_label_map(template / "PAM50_small_rootlets.nii.gz")
+    cord = read_label_map(template / "PAM50_small_cord.nii.gz")
+    disc_points, pmj = landmarks_from_label_image(read_label_map(template / "PAM50_small_label_disc.nii.gz"))
+    pmj = pmj_from_label_image(read_label_map(template / "PAM50_small_t2_pmj_manual.nii.gz"))
+    result = compute_levels(rootlets, cord, disc_points, pmj)
     paths = _write_all(result, tmp_path)
-    rows = export.read_level_table(paths["table"])
+    rows = read_level_table(paths["table"])
     spinal = [r for r in rows if r["level_type"] == "spinal"]
     assert [r["level"] for r in spinal] == [r.level for r in sorted(result.spinal(), key=lambda r: r.label_value)]
     assert {"C3", "C4", "C5", "C6", "C7", "C8"} <= {r["level"] for r in spinal}

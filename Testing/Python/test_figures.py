@@ -7,11 +7,15 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from level_results import result_from_files, synthetic_result
-from RootletSegLogic import figures, imageio, statistics
-from RootletSegLogic.colors import LEVEL_COLORS, level_color
+
+from RootletSegLogic.analysis.bland_altman import group_bland_altman, load_subjects
+from RootletSegLogic.analysis.figures import bland_altman_figure, level_chart
+from RootletSegLogic.analysis.qc_figure import sagittal_qc, sagittal_qc_planes
 from RootletSegLogic.errors import UserError
+from RootletSegLogic.images.orientation import reorient
+from RootletSegLogic.images.world import lps_to_ras, voxel_centers_lps
+from RootletSegLogic.levels.colors import LEVEL_COLORS, level_color
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -43,27 +47,27 @@ def test_level_colours_are_distinct():
 
 
 def test_level_chart(tmp_path):
-    paths = figures.level_chart(synthetic_result(), tmp_path / "chart")
+    paths = level_chart(synthetic_result(), tmp_path / "chart")
     pixels = _check_files(paths)
     for value in range(2, 9):  # every level appears in its colour
         assert _has_colour(pixels, LEVEL_COLORS[value]), value
     with pytest.raises(UserError, match="already exists"):
-        figures.level_chart(synthetic_result(), tmp_path / "chart.png")
-    figures.level_chart(synthetic_result(with_pmj=False), tmp_path / "chart_s")
+        level_chart(synthetic_result(), tmp_path / "chart.png")
+    level_chart(synthetic_result(with_pmj=False), tmp_path / "chart_s")
     assert (tmp_path / "chart_s.svg").exists()
 
 
 def test_bland_altman_figure(tmp_path):
-    from RootletSegLogic import export
+    from RootletSegLogic.levels.planning import write_level_outputs
 
     rng = np.random.default_rng(3)
     paths = []
     for i in range(8):
         path = tmp_path / f"sub-{i}.tsv"
-        export.write_level_outputs(synthetic_result(shift=float(rng.normal(0, 3))), tsv_path=path)
+        write_level_outputs(synthetic_result(shift=float(rng.normal(0, 3))), tsv_path=path)
         paths.append(path)
-    stats = statistics.group_bland_altman(statistics.load_subjects(paths))
-    pixels = _check_files(figures.bland_altman_figure(stats, tmp_path / "ba"))
+    stats = group_bland_altman(load_subjects(paths))
+    pixels = _check_files(bland_altman_figure(stats, tmp_path / "ba"))
     assert _has_colour(pixels, LEVEL_COLORS[2], tolerance=4 / 255)
 
 
@@ -75,9 +79,9 @@ def _sct_t2(sct_data):
 def test_sagittal_qc_puts_rootlet_colours_on_the_rootlets(sct_data, tmp_path):
     image, rootlets, cord = _sct_t2(sct_data)
     result = result_from_files(rootlets, cord)
-    paths, layout = figures.sagittal_qc(image, rootlets, cord, None, result, tmp_path / "qc", return_layout=True)
+    paths, layout = sagittal_qc(image, rootlets, cord, None, result, tmp_path / "qc", return_layout=True)
     pixels = _check_files(paths)
-    planes = figures.sagittal_qc_planes(image, rootlets, cord)
+    planes = sagittal_qc_planes(image, rootlets, cord)
     labels = planes["rootlets"]
     left, right, bottom, top = planes["extent"]
     spacing = planes["spacing_mm"]
@@ -93,7 +97,7 @@ def test_sagittal_qc_puts_rootlet_colours_on_the_rootlets(sct_data, tmp_path):
     array = sitk.GetArrayFromImage(sitk.ReadImage(str(rootlets)))
     img = sitk.ReadImage(str(rootlets))
     for value in (3, 4, 5, 6):
-        world = imageio.lps_to_ras(imageio.voxel_centers_lps(img, np.argwhere(array == value)[:, ::-1]))
+        world = lps_to_ras(voxel_centers_lps(img, np.argwhere(array == value)[:, ::-1]))
         rows = np.nonzero((labels == value).any(axis=1))[0]
         s_values = bottom + spacing / 2 + rows * spacing
         assert s_values.max() == pytest.approx(world[:, 2].max(), abs=spacing)
@@ -118,9 +122,9 @@ def test_sagittal_qc_puts_rootlet_colours_on_the_rootlets(sct_data, tmp_path):
 
 def test_sagittal_qc_does_not_depend_on_file_orientation(sct_data, tmp_path):
     image, rootlets, cord = (sitk.ReadImage(str(p)) for p in _sct_t2(sct_data))
-    reference = figures.sagittal_qc_planes(image, rootlets, cord)
+    reference = sagittal_qc_planes(image, rootlets, cord)
     for code in ("RAS", "LPI", "SAR"):
-        planes = figures.sagittal_qc_planes(*(imageio.reorient(im, code) for im in (image, rootlets, cord)))
+        planes = sagittal_qc_planes(*(reorient(im, code) for im in (image, rootlets, cord)))
         np.testing.assert_array_equal(planes["rootlets"], reference["rootlets"])
         np.testing.assert_array_equal(planes["cord"], reference["cord"])
         np.testing.assert_allclose(planes["mri"], reference["mri"], atol=1e-3)
@@ -131,9 +135,9 @@ def test_sagittal_qc_pam50_with_discs(sct_data, tmp_path):
     template = sct_data / "template"
     files = [template / f"PAM50_small_{n}.nii.gz" for n in ("t2", "rootlets", "cord", "label_disc")]
     result = result_from_files(files[1], files[2], files[3])
-    pixels = _check_files(figures.sagittal_qc(*files, result, tmp_path / "qc_pam"))
+    pixels = _check_files(sagittal_qc(*files, result, tmp_path / "qc_pam"))
     for value in range(2, 9):
         assert _has_colour(pixels, LEVEL_COLORS[value]), value
-    planes = figures.sagittal_qc_planes(*files[:3])
+    planes = sagittal_qc_planes(*files[:3])
     assert planes["spacing_mm"] == pytest.approx(1.0)  # 1x1x2 mm resampled to 1 mm: physical aspect
     assert set(np.unique(planes["rootlets"])) == set(range(0, 9)) - {1}  # nearest neighbour: no blended labels

@@ -21,12 +21,43 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from RootletSegLogic import dependencies, gui_support
 from RootletSegLogic.errors import UserError
-from RootletSegLogic.gui_support import Contrast, Device, LevelMethod, ModelChoice
+from RootletSegLogic.slicer.dependencies import (
+    NNUNET_REQUIREMENT,
+    REQUIRED_MODULES,
+    install_plan,
+    installed_version,
+    missing_packages,
+    nnunet_pip_arguments,
+    torch_constraint_file,
+)
+from RootletSegLogic.slicer.session import (
+    EXPORT_FILTERS,
+    EXPORT_SUFFIXES,
+    Contrast,
+    Device,
+    LevelMethod,
+    ModelChoice,
+    apply_problem,
+    cli_device,
+    compute_scene_levels,
+    ensure_suffix,
+    export_filename,
+    export_label_map,
+    export_level_outputs,
+    import_disc_label_file,
+    load_segmentation_result,
+    local_model_path,
+    model_argument,
+    safe_stem,
+    segmentation_io_paths,
+    segmentation_output,
+    show_level_result,
+    start_segmentation,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_MODEL = REPO / "Resources" / "Models" / "demo"
+DEMO_MODEL = REPO / "RootletSegLogic" / "synthetic" / "models" / "demo"
 
 
 # ------------------------------------------------------------------------------------------------ plain logic
@@ -34,103 +65,103 @@ DEMO_MODEL = REPO / "Resources" / "Models" / "demo"
 
 def test_enums_have_labels_and_cli_values():
     """Every choice shows a label in its combo box; model values are registry names the CLI knows."""
-    from RootletSegLogic import models
+    from RootletSegLogic.segmentation.registry import known_names
 
     for enum_type in (Contrast, ModelChoice, Device, LevelMethod):
         labels = [member.label() for member in enum_type]
         assert all(labels) and len(set(labels)) == len(labels)
-    assert {m.value for m in ModelChoice if m is not ModelChoice.local} <= set(models.known_names())
+    assert {m.value for m in ModelChoice if m is not ModelChoice.local} <= set(known_names())
     assert [c.value for c in Contrast] == ["T2w", "T1w-INV1", "T1w-INV2", "UNIT1"]
-    from RootletSegLogic.level_types import METHODS
+    from RootletSegLogic.levels.types import METHODS
 
     assert {m.value for m in LevelMethod} <= set(METHODS)
 
 
 def test_model_argument_and_apply_problem(tmp_path):
-    assert gui_support.model_argument(ModelChoice.rootletseg) == "rootletseg"
-    assert gui_support.model_argument(ModelChoice.demo, "ignored") == "demo"
+    assert model_argument(ModelChoice.rootletseg) == "rootletseg"
+    assert model_argument(ModelChoice.demo, "ignored") == "demo"
     for empty in (None, "", ".", "  "):
-        assert gui_support.local_model_path(empty) is None
+        assert local_model_path(empty) is None
         with pytest.raises(UserError, match="No local model is chosen"):
-            gui_support.model_argument(ModelChoice.local, empty)
+            model_argument(ModelChoice.local, empty)
     with pytest.raises(UserError, match="does not exist"):
-        gui_support.model_argument(ModelChoice.local, tmp_path / "nope.zip")
+        model_argument(ModelChoice.local, tmp_path / "nope.zip")
     text = tmp_path / "model.txt"
     text.write_text("x")
     with pytest.raises(UserError, match="neither a folder nor a .zip"):
-        gui_support.model_argument(ModelChoice.local, text)
+        model_argument(ModelChoice.local, text)
     zip_path = tmp_path / "model.zip"
     zip_path.write_bytes(b"PK")
-    assert gui_support.model_argument(ModelChoice.local, str(zip_path)) == str(zip_path.resolve())
-    assert gui_support.model_argument(ModelChoice.local, tmp_path) == str(tmp_path.resolve())
+    assert model_argument(ModelChoice.local, str(zip_path)) == str(zip_path.resolve())
+    assert model_argument(ModelChoice.local, tmp_path) == str(tmp_path.resolve())
 
-    assert gui_support.apply_problem(False, ModelChoice.rootletseg) == "Select an input volume."
-    assert gui_support.apply_problem(True, ModelChoice.rootletseg) is None
-    assert "No local model" in gui_support.apply_problem(True, ModelChoice.local, "")
-    assert gui_support.apply_problem(True, ModelChoice.local, zip_path) is None
+    assert apply_problem(False, ModelChoice.rootletseg) == "Select an input volume."
+    assert apply_problem(True, ModelChoice.rootletseg) is None
+    assert "No local model" in apply_problem(True, ModelChoice.local, "")
+    assert apply_problem(True, ModelChoice.local, zip_path) is None
 
 
 def test_cli_device():
-    assert gui_support.cli_device(Device.auto, "linux") == "auto"
-    assert gui_support.cli_device(Device.gpu, "linux") == "cuda"
-    assert gui_support.cli_device(Device.gpu, "win32") == "cuda"
-    assert gui_support.cli_device(Device.gpu, "darwin") == "mps"
-    assert gui_support.cli_device(Device.cpu, "darwin") == "cpu"
+    assert cli_device(Device.auto, "linux") == "auto"
+    assert cli_device(Device.gpu, "linux") == "cuda"
+    assert cli_device(Device.gpu, "win32") == "cuda"
+    assert cli_device(Device.gpu, "darwin") == "mps"
+    assert cli_device(Device.cpu, "darwin") == "cpu"
 
 
 def test_file_names(tmp_path):
-    assert gui_support.safe_stem("sub-01 T2w/ax") == "sub-01_T2w_ax"
-    assert gui_support.safe_stem("...") == "volume"
-    assert gui_support.export_filename("t2", "labelmap") == "t2_rootlets.nii.gz"
-    assert gui_support.export_filename("t2", "segmentation") == "t2_rootlets.seg.nrrd"
-    assert gui_support.export_filename("t2", "markups") == "t2_level_bounds.mrk.json"
+    assert safe_stem("sub-01 T2w/ax") == "sub-01_T2w_ax"
+    assert safe_stem("...") == "volume"
+    assert export_filename("t2", "labelmap") == "t2_rootlets.nii.gz"
+    assert export_filename("t2", "segmentation") == "t2_rootlets.seg.nrrd"
+    assert export_filename("t2", "markups") == "t2_level_bounds.mrk.json"
     with pytest.raises(ValueError):
-        gui_support.export_filename("t2", "pdf")
-    assert set(gui_support.EXPORT_FILTERS) == set(gui_support.EXPORT_SUFFIXES)
-    assert gui_support.ensure_suffix(tmp_path / "out", "labelmap").name == "out.nii.gz"
-    assert gui_support.ensure_suffix(tmp_path / "out.nii.gz", "labelmap").name == "out.nii.gz"
-    assert gui_support.ensure_suffix(tmp_path / "levels", "table_csv").name == "levels.csv"
-    assert gui_support.ensure_suffix(tmp_path / "b.MRK.JSON", "markups").name == "b.MRK.JSON"
-    image, labels = gui_support.segmentation_io_paths(tmp_path, "T2 sag")
+        export_filename("t2", "pdf")
+    assert set(EXPORT_FILTERS) == set(EXPORT_SUFFIXES)
+    assert ensure_suffix(tmp_path / "out", "labelmap").name == "out.nii.gz"
+    assert ensure_suffix(tmp_path / "out.nii.gz", "labelmap").name == "out.nii.gz"
+    assert ensure_suffix(tmp_path / "levels", "table_csv").name == "levels.csv"
+    assert ensure_suffix(tmp_path / "b.MRK.JSON", "markups").name == "b.MRK.JSON"
+    image, labels = segmentation_io_paths(tmp_path, "T2 sag")
     assert image == tmp_path / "T2_sag.nii.gz" and labels == tmp_path / "T2_sag_rootlets.nii.gz"
 
 
 def test_dependency_plan():
-    assert dependencies.missing_packages(lambda name: True) == []
-    assert dependencies.missing_packages(lambda name: False) == ["torch", "nnunetv2"]
-    assert dependencies.missing_packages(lambda name: name == "torch") == ["nnunetv2"]
+    assert missing_packages(lambda name: True) == []
+    assert missing_packages(lambda name: False) == ["torch", "nnunetv2"]
+    assert missing_packages(lambda name: name == "torch") == ["nnunetv2"]
 
-    plan = dependencies.install_plan(["torch", "nnunetv2"], pytorch_extension_available=True)
+    plan = install_plan(["torch", "nnunetv2"], pytorch_extension_available=True)
     assert [(s.package, s.how) for s in plan.steps] == [("torch", "pytorchutils"), ("nnunetv2", "pip")]
     assert plan.needed and plan.blocked is None
     assert "PyTorch extension" in plan.message and "nnunetv2>=2.5,<2.9" in plan.message
     assert plan.message.rstrip().endswith("Install now?")
 
-    blocked = dependencies.install_plan(["torch", "nnunetv2"], pytorch_extension_available=False)
+    blocked = install_plan(["torch", "nnunetv2"], pytorch_extension_available=False)
     assert blocked.steps == [] and "Extensions Manager" in blocked.message
 
-    only_nnunet = dependencies.install_plan(["nnunetv2"], pytorch_extension_available=False)
+    only_nnunet = install_plan(["nnunetv2"], pytorch_extension_available=False)
     assert [s.how for s in only_nnunet.steps] == ["pip"] and only_nnunet.blocked is None
-    assert not dependencies.install_plan([], True).needed
+    assert not install_plan([], True).needed
 
 
 def test_nnunet_pip_arguments_pin_the_installed_torch(tmp_path, monkeypatch):
     """The constraint file pins the torch that is installed, so pip keeps that build."""
-    constraint = dependencies.torch_constraint_file(tmp_path, "2.5.1+cu121")
+    constraint = torch_constraint_file(tmp_path, "2.5.1+cu121")
     assert constraint.read_text() == "torch==2.5.1+cu121\n"
-    assert dependencies.nnunet_pip_arguments(constraint) == ["nnunetv2>=2.5,<2.9", "--constraint", str(constraint)]
-    installed = dependencies.torch_constraint_file(tmp_path)
-    assert installed.read_text() == "torch==" + dependencies.installed_version("torch") + "\n"
-    monkeypatch.setattr(dependencies, "installed_version", lambda name: None)
+    assert nnunet_pip_arguments(constraint) == ["nnunetv2>=2.5,<2.9", "--constraint", str(constraint)]
+    installed = torch_constraint_file(tmp_path)
+    assert installed.read_text() == "torch==" + installed_version("torch") + "\n"
+    monkeypatch.setattr("RootletSegLogic.slicer.dependencies.installed_version", lambda name: None)
     with pytest.raises(RuntimeError, match="torch is not installed"):
-        dependencies.torch_constraint_file(tmp_path)
+        torch_constraint_file(tmp_path)
 
 
 def test_requirements_match_pyproject():
     text = (REPO / "pyproject.toml").read_text()
-    assert '"' + dependencies.NNUNET_REQUIREMENT + '"' in text
-    assert set(dependencies.REQUIRED_MODULES) == {"torch", "nnunetv2"}
-    assert dependencies.missing_packages() == []  # this environment can segment
+    assert '"' + NNUNET_REQUIREMENT + '"' in text
+    assert set(REQUIRED_MODULES) == {"torch", "nnunetv2"}
+    assert missing_packages() == []  # this environment can segment
 
 
 # ------------------------------------------------------------------------------------------------ MRML pipeline
@@ -140,25 +171,25 @@ import slicer  # noqa: E402  (slicer-core, a test dependency: these tests must r
 
 @pytest.fixture(scope="module")
 def phantom():
-    from RootletSegLogic.phantom import make_phantom
+    from RootletSegLogic.synthetic.phantom import make_phantom
 
     return make_phantom(seed=3)
 
 
 @pytest.fixture()
 def core():
-    from RootletSegLogic import mrml
+    from RootletSegLogic.slicer.volumes import create_core_scene
 
-    return mrml.create_core_scene()
+    return create_core_scene()
 
 
 def _volume_with_transform(core, phantom):
     """The phantom as a volume node under a rigid parent transform (the panel exports world space)."""
     import vtk
 
-    from RootletSegLogic import mrml
+    from RootletSegLogic.slicer.volumes import volume_node_from_image
 
-    volume = mrml.volume_node_from_image(core.scene, phantom.image, "phantom T2w")
+    volume = volume_node_from_image(core.scene, phantom.image, "phantom T2w")
     transform = core.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
     matrix = vtk.vtkMatrix4x4()
     matrix.SetElement(0, 3, 7.5)
@@ -176,29 +207,36 @@ def _segment_names(segmentation_node):
 def test_scene_levels_match_the_core_and_exports_round_trip(core, phantom, tmp_path):
     """Label map file -> level segments (user segment kept) -> cord segment + imported disc labels -> the same
     LevelResult as compute_levels on the world-space images -> table node -> every export."""
-    from RootletSegLogic import export, imageio, mrml, mrml_levels
-    from RootletSegLogic.discs import landmarks_from_label_image
-    from RootletSegLogic.levels import compute_levels
+    from RootletSegLogic.images.atomic import write_image
+    from RootletSegLogic.images.grid import same_grid
+    from RootletSegLogic.levels.discs import landmarks_from_label_image
+    from RootletSegLogic.levels.method import compute_levels
+    from RootletSegLogic.levels.tables import LEVEL_COLUMNS, level_table_tsv
+    from RootletSegLogic.slicer.level_nodes import DISC_MARKUPS_NAME
+    from RootletSegLogic.slicer.volumes import (
+        image_from_volume_node,
+        volume_node_from_image,
+    )
 
     scene = core.scene
     volume = _volume_with_transform(core, phantom)
-    world = mrml.image_from_volume_node(volume)  # the grid the CLI would get
+    world = image_from_volume_node(volume)  # the grid the CLI would get
     rootlets = sitk.Image(phantom.rootlets)
     rootlets.CopyInformation(world)
     cord_image = sitk.Image(phantom.cord)
     cord_image.CopyInformation(world)
-    rootlets_path = imageio.write_image(rootlets, tmp_path / "labels.nii.gz")
+    rootlets_path = write_image(rootlets, tmp_path / "labels.nii.gz")
 
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "rootlets")
     segmentation.GetSegmentation().AddEmptySegment("mine", "My annotation")
-    ids = gui_support.load_segmentation_result(segmentation, rootlets_path, volume)
+    ids = load_segmentation_result(segmentation, rootlets_path, volume)
     assert sorted(ids) == list(range(2, 10))
     names = _segment_names(segmentation)
     assert "My annotation" in names and "C2 rootlets" in names and "T1 rootlets" in names
-    gui_support.load_segmentation_result(segmentation, rootlets_path, volume)  # a re-run replaces only its own
+    load_segmentation_result(segmentation, rootlets_path, volume)  # a re-run replaces only its own
     assert _segment_names(segmentation).count("C2 rootlets") == 1 and "My annotation" in _segment_names(segmentation)
 
-    cord_label = mrml.volume_node_from_image(scene, cord_image, "cord", labelmap=True)
+    cord_label = volume_node_from_image(scene, cord_image, "cord", labelmap=True)
     cord = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "cord")
     assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(cord_label, cord)
     cord_id = cord.GetSegmentation().GetNthSegmentID(0)
@@ -206,54 +244,54 @@ def test_scene_levels_match_the_core_and_exports_round_trip(core, phantom, tmp_p
     # an SCT disc-label file may carry the PMJ (value 50) too
     discs_image = sitk.Maximum(sitk.Cast(phantom.discs, sitk.sitkUInt8), sitk.Cast(phantom.pmj, sitk.sitkUInt8))
     discs_image.CopyInformation(world)
-    discs_path = imageio.write_image(discs_image, tmp_path / "discs.nii.gz")
-    discs_node = gui_support.import_disc_label_file(discs_path, scene)
-    assert discs_node.GetName() == mrml_levels.DISC_MARKUPS_NAME
+    discs_path = write_image(discs_image, tmp_path / "discs.nii.gz")
+    discs_node = import_disc_label_file(discs_path, scene)
+    assert discs_node.GetName() == DISC_MARKUPS_NAME
     assert discs_node.GetNthControlPointLabel(0) == "C1/C2"
     assert discs_node.GetNthControlPointLabel(discs_node.GetNumberOfControlPoints() - 1) == "PMJ"
 
     for method in ("paper", "gapless"):
-        result = gui_support.compute_scene_levels(segmentation, volume, cord, cord_id, discs_node, method)
+        result = compute_scene_levels(segmentation, volume, cord, cord_id, discs_node, method)
         discs, pmj = landmarks_from_label_image(discs_image)
         expected = compute_levels(rootlets, cord=cord_image, discs=discs, pmj_ras=pmj, method=method)
-        assert export.level_table_tsv(result) == export.level_table_tsv(expected)
+        assert level_table_tsv(result) == level_table_tsv(expected)
         assert result.distance_reference == "pmj" and len(result.spinal()) == 8 and result.vertebral()
 
-    nodes = gui_support.show_level_result(scene, result)
+    nodes = show_level_result(scene, result)
     assert nodes["table"].GetNumberOfRows() == len(result.rows)
     assert nodes["chart"].IsA("vtkMRMLPlotChartNode")
-    again = gui_support.show_level_result(scene, result, nodes["table"])
+    again = show_level_result(scene, result, nodes["table"])
     assert again["table"] is nodes["table"] and again["chart"].GetID() == nodes["chart"].GetID()
 
     # exports
-    label_path = gui_support.export_label_map(segmentation, volume, tmp_path / "out_rootlets.nii.gz")
+    label_path = export_label_map(segmentation, volume, tmp_path / "out_rootlets.nii.gz")
     written = sitk.ReadImage(str(label_path))
     assert np.array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(rootlets))
-    assert imageio.same_grid(written, world)
+    assert same_grid(written, world)
     with pytest.raises(UserError):  # never overwrites unasked
-        gui_support.export_label_map(segmentation, volume, label_path)
-    tsv = gui_support.export_level_outputs(result, "table_tsv", tmp_path / "levels.tsv")
-    csv_path = gui_support.export_level_outputs(result, "table_csv", tmp_path / "levels.csv")
+        export_label_map(segmentation, volume, label_path)
+    tsv = export_level_outputs(result, "table_tsv", tmp_path / "levels.tsv")
+    csv_path = export_level_outputs(result, "table_csv", tmp_path / "levels.csv")
     tsv_rows = [line.split("\t") for line in tsv.read_text().splitlines()]
     csv_rows = list(csv.reader(io.StringIO(csv_path.read_text())))
-    assert csv_rows == tsv_rows and csv_rows[0] == list(export.LEVEL_COLUMNS)
-    planning = gui_support.export_level_outputs(result, "planning_json", tmp_path / "plan.json",
+    assert csv_rows == tsv_rows and csv_rows[0] == list(LEVEL_COLUMNS)
+    planning = export_level_outputs(result, "planning_json", tmp_path / "plan.json",
                                                 provenance={"contrast": "T2w", "model": "demo"})
     assert '"contrast": "T2w"' in planning.read_text()
-    markups = gui_support.export_level_outputs(result, "markups", tmp_path / "bounds.mrk.json")
+    markups = export_level_outputs(result, "markups", tmp_path / "bounds.mrk.json")
     assert markups.read_text().lstrip().startswith("{")
     with pytest.raises(ValueError):
-        gui_support.export_level_outputs(result, "pdf", tmp_path / "x.pdf")
+        export_level_outputs(result, "pdf", tmp_path / "x.pdf")
 
 
 def test_disc_import_of_an_image_without_discs_is_a_user_error(core, phantom, tmp_path):
-    from RootletSegLogic import imageio
+    from RootletSegLogic.images.atomic import write_image
 
     empty = sitk.Image(phantom.discs.GetSize(), sitk.sitkUInt8)
     empty.CopyInformation(phantom.discs)
-    path = imageio.write_image(empty, tmp_path / "empty.nii.gz")
+    path = write_image(empty, tmp_path / "empty.nii.gz")
     with pytest.raises(UserError):
-        gui_support.import_disc_label_file(path, core.scene)
+        import_disc_label_file(path, core.scene)
 
 
 @pytest.fixture(scope="module")
@@ -270,10 +308,12 @@ def segmentation_model(tmp_path_factory):
 def test_apply_path_runs_the_cli_in_a_child_process(core, phantom, segmentation_model):
     """What Apply does: world-space export -> `rootletseg segment --progress json` child -> progress events ->
     label map on the volume's world grid -> level segments; the temporary folder is gone afterwards."""
-    from RootletSegLogic import imageio, mrml
+    from RootletSegLogic.images.grid import same_grid
+    from RootletSegLogic.images.reading import read_label_map
+    from RootletSegLogic.slicer.volumes import image_from_volume_node
 
     volume = _volume_with_transform(core, phantom)
-    runner = gui_support.start_segmentation(volume, segmentation_model, device="cpu", python=sys.executable)
+    runner = start_segmentation(volume, segmentation_model, device="cpu", python=sys.executable)
     temporary = runner.temporary_paths
     assert len(temporary) == 1 and temporary[0].is_dir()
     try:
@@ -281,11 +321,11 @@ def test_apply_path_runs_the_cli_in_a_child_process(core, phantom, segmentation_
         assert runner.returncode == 0, runner.stderr_text
         kinds = {event["type"] for event in events}
         assert {"progress", "result", "finished"} <= kinds
-        output = gui_support.segmentation_output(runner)
-        labels = imageio.read_label_map(output)
-        assert imageio.same_grid(labels, mrml.image_from_volume_node(volume))
+        output = segmentation_output(runner)
+        labels = read_label_map(output)
+        assert same_grid(labels, image_from_volume_node(volume))
         segmentation = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "out")
-        ids = gui_support.load_segmentation_result(segmentation, output, volume)
+        ids = load_segmentation_result(segmentation, output, volume)
         names = set(_segment_names(segmentation))
         present = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels))} - {0}
         assert set(ids) == present and len(names) == len(ids)
@@ -306,10 +346,10 @@ def test_segmentation_output_errors():
         result = None
 
     with pytest.raises(UserError, match="The image is 2D"):
-        gui_support.segmentation_output(Finished())
+        segmentation_output(Finished())
     Finished.returncode, Finished.result = 0, {"segmentation": "/no/such/file.nii.gz"}
     with pytest.raises(UserError, match="without writing"):
-        gui_support.segmentation_output(Finished())
+        segmentation_output(Finished())
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX process groups")
@@ -317,7 +357,7 @@ def test_cancel_of_a_real_segmentation(core, phantom, segmentation_model):
     """Cancel during a real `rootletseg segment` run: the CLI stops on SIGTERM (exit 143, its "cancelled" error
     event), no process of its group is left, and the temporary folder (input and output) is gone."""
     volume = _volume_with_transform(core, phantom)
-    runner = gui_support.start_segmentation(volume, segmentation_model, device="cpu", python=sys.executable,
+    runner = start_segmentation(volume, segmentation_model, device="cpu", python=sys.executable,
                                             grace_s=30.0)
     temporary = runner.temporary_paths[0]
     seen = []

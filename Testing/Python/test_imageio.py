@@ -8,8 +8,27 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from RootletSegLogic import imageio
 from RootletSegLogic.errors import UserError
+from RootletSegLogic.images.atomic import (
+    atomic_outputs,
+    check_outputs,
+    write_image,
+    write_text,
+)
+from RootletSegLogic.images.files import absolute_path, image_stem
+from RootletSegLogic.images.grid import same_grid
+from RootletSegLogic.images.orientation import (
+    ALL_AXCODES,
+    Reorientation,
+    axcodes_of,
+    axcodes_to_sct,
+    direction_for_axcodes,
+    reorient,
+    sct_to_axcodes,
+    validate_axcodes,
+)
+from RootletSegLogic.images.reading import read_image
+from RootletSegLogic.images.world import lps_to_ras, voxel_centers_lps
 
 
 def _asymmetric_image(direction_code="RAS", spacing=(0.8, 1.1, 1.7)) -> sitk.Image:
@@ -17,25 +36,25 @@ def _asymmetric_image(direction_code="RAS", spacing=(0.8, 1.1, 1.7)) -> sitk.Ima
     image = sitk.GetImageFromArray(rng.integers(0, 1000, size=(7, 6, 5)).astype(np.int16))
     image.SetSpacing(spacing)
     image.SetOrigin((12.5, -3.25, 40.0))
-    image.SetDirection(imageio.direction_for_axcodes(direction_code))
+    image.SetDirection(direction_for_axcodes(direction_code))
     return image
 
 
 def test_48_axcodes_are_distinct_and_valid():
-    assert len(set(imageio.ALL_AXCODES)) == 48
-    for code in imageio.ALL_AXCODES:
-        assert imageio.validate_axcodes(code) == code
+    assert len(set(ALL_AXCODES)) == 48
+    for code in ALL_AXCODES:
+        assert validate_axcodes(code) == code
 
 
-@pytest.mark.parametrize("code", imageio.ALL_AXCODES)
+@pytest.mark.parametrize("code", ALL_AXCODES)
 def test_reorientation_matches_dicomorient_and_round_trips(code):
     image = _asymmetric_image("PSR")
-    plan = imageio.Reorientation(image, code)
+    plan = Reorientation(image, code)
     moved = plan.apply(image)
     reference = sitk.DICOMOrient(image, code)
-    assert imageio.axcodes_of(moved) == code
+    assert axcodes_of(moved) == code
     assert np.array_equal(sitk.GetArrayFromImage(moved), sitk.GetArrayFromImage(reference))
-    assert imageio.same_grid(moved, reference, 1e-9)
+    assert same_grid(moved, reference, 1e-9)
     restored = plan.restore(moved)
     assert np.array_equal(sitk.GetArrayFromImage(restored), sitk.GetArrayFromImage(image))
     assert restored.GetOrigin() == image.GetOrigin() and restored.GetDirection() == image.GetDirection()
@@ -46,7 +65,7 @@ def test_reorientation_matches_dicomorient_and_round_trips(code):
 
 def test_reorientation_keeps_every_voxel_at_its_world_position():
     image = _asymmetric_image("ILP")
-    moved = imageio.reorient(image, "RAS")
+    moved = reorient(image, "RAS")
     array, moved_array = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(moved)
     for index in [(0, 0, 0), (4, 5, 6), (2, 3, 1)]:
         point = image.TransformIndexToPhysicalPoint(index)
@@ -60,71 +79,71 @@ def test_oblique_direction_maps_to_closest_axes_and_back():
     rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
     oblique = rotation @ np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0]], dtype=float)
     image.SetDirection(tuple(oblique.ravel()))
-    plan = imageio.Reorientation(image, "RAS")
-    assert imageio.axcodes_of(plan.apply(image)) == "RAS"
+    plan = Reorientation(image, "RAS")
+    assert axcodes_of(plan.apply(image)) == "RAS"
     restored = plan.restore(plan.apply(image))
     assert restored.GetDirection() == image.GetDirection()
     assert np.array_equal(sitk.GetArrayFromImage(restored), sitk.GetArrayFromImage(image))
 
 
 def test_sct_letters_are_from_letters():
-    assert imageio.sct_to_axcodes("LPI") == "RAS"
-    assert imageio.axcodes_to_sct("LAS") == "RPI"
+    assert sct_to_axcodes("LPI") == "RAS"
+    assert axcodes_to_sct("LAS") == "RPI"
     with pytest.raises(UserError):
-        imageio.validate_axcodes("RRS")
+        validate_axcodes("RRS")
     with pytest.raises(UserError):
-        imageio.validate_axcodes("XYZ")
+        validate_axcodes("XYZ")
 
 
 def test_real_data_orientations(sct_data):
     t2 = sitk.ReadImage(str(sct_data / "t2" / "t2.nii.gz"))
     pam50 = sitk.ReadImage(str(sct_data / "template" / "PAM50_small_t2.nii.gz"))
-    assert imageio.axcodes_of(t2) == "PSR"
-    assert imageio.axcodes_of(pam50) == "LAS"
+    assert axcodes_of(t2) == "PSR"
+    assert axcodes_of(pam50) == "LAS"
 
 
 def test_image_stem_strips_suffixes_and_channel():
-    assert imageio.image_stem("/a/sub-01_T2w_0000.nii.gz") == "sub-01_T2w"
-    assert imageio.image_stem("t2.nii") == "t2"
-    assert imageio.image_stem("scan.nrrd") == "scan"
-    assert imageio.image_stem("scan.mha") == "scan"
+    assert image_stem("/a/sub-01_T2w_0000.nii.gz") == "sub-01_T2w"
+    assert image_stem("t2.nii") == "t2"
+    assert image_stem("scan.nrrd") == "scan"
+    assert image_stem("scan.mha") == "scan"
 
 
 def test_read_image_rejects_bad_inputs(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
-        imageio.read_image(tmp_path / "missing.nii.gz")
+        read_image(tmp_path / "missing.nii.gz")
     text = tmp_path / "notes.nii.gz"
     text.write_text("not an image")
     with pytest.raises(UserError, match="could not be read"):
-        imageio.read_image(text)
+        read_image(text)
     flat = tmp_path / "flat.nii.gz"
     sitk.WriteImage(sitk.Image(8, 8, sitk.sitkFloat32), str(flat))
     with pytest.raises(UserError, match="3D volume"):
-        imageio.read_image(flat)
+        read_image(flat)
     series = tmp_path / "series.nii.gz"
     sitk.WriteImage(sitk.Image([4, 4, 4, 3], sitk.sitkFloat32), str(series))
     with pytest.raises(UserError, match="3D volume"):
-        imageio.read_image(series)
+        read_image(series)
     nan = tmp_path / "nan.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 4, 4), np.nan, np.float32)), str(nan))
     with pytest.raises(UserError, match="NaN"):
-        imageio.read_image(nan)
+        read_image(nan)
 
 
 def test_single_volume_4d_is_accepted(tmp_path):
     path = tmp_path / "one.nii.gz"
     sitk.WriteImage(sitk.Image([4, 5, 6, 1], sitk.sitkInt16), str(path))
-    assert imageio.read_image(path).GetSize() == (4, 5, 6)
+    assert read_image(path).GetSize() == (4, 5, 6)
 
 
 def test_atomic_outputs_all_or_nothing(tmp_path):
     first, second = tmp_path / "a.nii.gz", tmp_path / "b.json"
     with pytest.raises(RuntimeError):
-        with imageio.atomic_outputs([first, second]) as (tmp_a, tmp_b):
+        with atomic_outputs([first, second]) as (tmp_a, tmp_b):
             sitk.WriteImage(_asymmetric_image(), str(tmp_a))
             raise RuntimeError("failure half-way")
     assert os.listdir(tmp_path) == []
-    with imageio.atomic_outputs([first, second]) as (tmp_a, tmp_b):
+    with atomic_outputs([first, second]) as (tmp_a, tmp_b):
         sitk.WriteImage(_asymmetric_image(), str(tmp_a))
         tmp_b.write_text("{}")
     assert sorted(os.listdir(tmp_path)) == ["a.nii.gz", "b.json"]
@@ -134,10 +153,10 @@ def test_existing_output_is_never_overwritten_unless_asked(tmp_path):
     target = tmp_path / "t2_seg.nii.gz"
     target.write_bytes(b"user data")
     with pytest.raises(UserError, match="already exists"):
-        imageio.write_image(_asymmetric_image(), target)
+        write_image(_asymmetric_image(), target)
     assert target.read_bytes() == b"user data"
-    imageio.write_image(_asymmetric_image(), target, overwrite=True)
-    assert imageio.read_image(target).GetSize() == (5, 6, 7)
+    write_image(_asymmetric_image(), target, overwrite=True)
+    assert read_image(target).GetSize() == (5, 6, 7)
     assert sorted(os.listdir(tmp_path)) == ["t2_seg.nii.gz"]
 
 
@@ -145,17 +164,17 @@ def test_voxel_centres_and_ras_conversion():
     image = _asymmetric_image("PSR")
     ijk = [(1, 2, 3), (0, 0, 0)]
     expected = [image.TransformIndexToPhysicalPoint(i) for i in ijk]
-    assert np.allclose(imageio.voxel_centers_lps(image, ijk), expected)
-    assert np.allclose(imageio.lps_to_ras([[1.0, 2.0, 3.0]]), [[-1.0, -2.0, 3.0]])
+    assert np.allclose(voxel_centers_lps(image, ijk), expected)
+    assert np.allclose(lps_to_ras([[1.0, 2.0, 3.0]]), [[-1.0, -2.0, 3.0]])
 
 
 def test_atomic_outputs_refuses_unwritten_outputs_and_uses_umask_permissions(tmp_path):
     target = tmp_path / "table.tsv"
     with pytest.raises(RuntimeError, match="not written"):
-        with imageio.atomic_outputs([target]):
+        with atomic_outputs([target]):
             pass
     assert os.listdir(tmp_path) == []
-    imageio.write_text("a\tb\n", target)
+    write_text("a\tb\n", target)
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(target).st_mode & 0o777 == 0o666 & ~umask
@@ -164,17 +183,17 @@ def test_atomic_outputs_refuses_unwritten_outputs_and_uses_umask_permissions(tmp
 def test_check_outputs_fails_before_any_work(tmp_path):
     (tmp_path / "exists.nii.gz").write_bytes(b"x")
     with pytest.raises(UserError, match="already exists"):
-        imageio.check_outputs([tmp_path / "new.nii.gz", tmp_path / "exists.nii.gz"])
+        check_outputs([tmp_path / "new.nii.gz", tmp_path / "exists.nii.gz"])
     with pytest.raises(UserError, match="does not exist"):
-        imageio.check_outputs([tmp_path / "nofolder" / "a.tsv"])
+        check_outputs([tmp_path / "nofolder" / "a.tsv"])
     with pytest.raises(UserError, match="same path"):
-        imageio.check_outputs([tmp_path / "a.tsv", tmp_path / "a.tsv"])
+        check_outputs([tmp_path / "a.tsv", tmp_path / "a.tsv"])
 
 
 def test_model_folder_accepts_trainer_variants_and_refuses_label_gaps(tmp_path):
     import json
 
-    from RootletSegLogic.model_folder import load_model_folder
+    from RootletSegLogic.segmentation.model_folder import load_model_folder
 
     trainer = tmp_path / "nnUNetTrainer_250epochs__nnUNetPlans__3d_fullres"
     (trainer / "fold_all").mkdir(parents=True)
@@ -192,4 +211,4 @@ def test_model_folder_accepts_trainer_variants_and_refuses_label_gaps(tmp_path):
 
 
 def test_absolute_path_normalises_without_resolving_links(tmp_path):
-    assert imageio.absolute_path(tmp_path / "a" / ".." / "b.nii.gz") == tmp_path / "b.nii.gz"
+    assert absolute_path(tmp_path / "a" / ".." / "b.nii.gz") == tmp_path / "b.nii.gz"

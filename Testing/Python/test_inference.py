@@ -20,16 +20,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from model_factory import dataset_json, make_model_folder, small_plans  # noqa: E402
 
-from RootletSegLogic import imageio  # noqa: E402
 from RootletSegLogic.errors import UserError  # noqa: E402
-from RootletSegLogic.inference import (  # noqa: E402
-    Segmenter, default_output_path, model_orientation, resolve_device, segment_file, segment_image,
+from RootletSegLogic.images.files import file_sha256
+from RootletSegLogic.images.grid import same_grid
+from RootletSegLogic.images.orientation import (
+    ALL_AXCODES,
+    axcodes_of,
+    direction_matrix,
+    reorient,
+)
+from RootletSegLogic.segmentation.model_folder import load_model_folder  # noqa: E402
+from RootletSegLogic.segmentation.predictor import (
+    Segmenter,
+    model_orientation,
+    resolve_device,
+    segment_image,
+)
+from RootletSegLogic.segmentation.workflow import (
+    default_output_path,
+    segment_file,
     sidecar_path_for,
 )
-from RootletSegLogic.model_folder import load_model_folder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "Resources" / "Models" / "demo"
+DEMO = REPO / "RootletSegLogic" / "synthetic" / "models" / "demo"
 
 
 def asymmetric_image(shape_xyz=(22, 18, 26), spacing=(0.9, 1.1, 1.3), origin=(12.5, -40.25, 7.0)) -> sitk.Image:
@@ -79,22 +93,22 @@ def test_all_48_orientations_and_oblique_give_the_same_segmentation(segmenter):
     for axis in range(3):
         assert not np.array_equal(ref_array, np.flip(ref_array, axis))
 
-    for code in imageio.ALL_AXCODES:
-        stored = imageio.reorient(base, code)
-        assert imageio.axcodes_of(stored) == code
+    for code in ALL_AXCODES:
+        stored = reorient(base, code)
+        assert axcodes_of(stored) == code
         labels = segmenter.segment(stored)
         assert grid(labels) == grid(stored), code  # exactly the input grid, bit for bit
-        back = imageio.reorient(labels, imageio.axcodes_of(base))
-        assert imageio.same_grid(back, base)
+        back = reorient(labels, axcodes_of(base))
+        assert same_grid(back, base)
         assert np.array_equal(sitk.GetArrayFromImage(back), ref_array), code
 
     # oblique: rotate the direction by a few degrees (closest axis-aligned reading unchanged) -> same voxels labelled
     for code, angles in (("LPS", (8, -5, 12)), ("PSR", (-10, 7, 3)), ("IRA", (4, 11, -9))):
-        stored = imageio.reorient(base, code)
+        stored = reorient(base, code)
         expected = sitk.GetArrayFromImage(segmenter.segment(stored))
         oblique = sitk.Image(stored)
-        oblique.SetDirection(tuple((rotation(angles) @ imageio.direction_matrix(stored)).ravel()))
-        assert imageio.axcodes_of(oblique) == code
+        oblique.SetDirection(tuple((rotation(angles) @ direction_matrix(stored)).ravel()))
+        assert axcodes_of(oblique) == code
         labels = segmenter.segment(oblique)
         assert grid(labels) == grid(oblique)
         assert np.array_equal(sitk.GetArrayFromImage(labels), expected), code
@@ -102,18 +116,18 @@ def test_all_48_orientations_and_oblique_give_the_same_segmentation(segmenter):
 
 def test_demo_model_on_the_phantom_in_several_orientations():
     """The embedded demo model (1 tile of 128x48x48 per run, ~1.5 s on 2 cores): a subset of orientations + oblique."""
-    from RootletSegLogic.phantom import make_phantom
+    from RootletSegLogic.synthetic.phantom import make_phantom
 
     image = make_phantom(seed=3).image
     demo = Segmenter(load_model_folder(DEMO), device="cpu", threads=1)
     reference = sitk.GetArrayFromImage(demo.segment(image))
     assert len(np.unique(reference)) >= 3  # a trained model finds several levels in the phantom
-    code = imageio.axcodes_of(image)
+    code = axcodes_of(image)
     for other in ("LPS", "PSR", "IRP", "ASL"):
-        labels = demo.segment(imageio.reorient(image, other))
-        assert np.array_equal(sitk.GetArrayFromImage(imageio.reorient(labels, code)), reference), other
+        labels = demo.segment(reorient(image, other))
+        assert np.array_equal(sitk.GetArrayFromImage(reorient(labels, code)), reference), other
     oblique = sitk.Image(image)
-    oblique.SetDirection(tuple((rotation((6, -4, 9)) @ imageio.direction_matrix(image)).ravel()))
+    oblique.SetDirection(tuple((rotation((6, -4, 9)) @ direction_matrix(image)).ravel()))
     labels = demo.segment(oblique)
     assert grid(labels) == grid(oblique)
     assert np.array_equal(sitk.GetArrayFromImage(labels), reference)
@@ -126,13 +140,13 @@ def test_model_orientation_is_honoured(tmp_path):
     rpi = load_model_folder(make_model_folder(tmp_path / "rpi", plans, dataset_json(image_orientation="RPI")))
     assert model_orientation(lpi) == model_orientation(none) == "RAS"
     assert model_orientation(rpi) == "LAS"
-    image = imageio.reorient(asymmetric_image(), "PIL")
+    image = reorient(asymmetric_image(), "PIL")
     a, b, c = (sitk.GetArrayFromImage(segment_image(image, m, device="cpu", threads=1)) for m in (lpi, none, rpi))
     assert np.array_equal(a, b)  # SCT's default "LPI" is this project's "RAS"
     assert not np.array_equal(a, c)  # the network sees x flipped: an untrained net is not flip-equivariant
     # and the RPI model still maps back exactly: same result from any storage orientation
-    again = segment_image(imageio.reorient(image, "SAR"), rpi, device="cpu", threads=1)
-    assert np.array_equal(sitk.GetArrayFromImage(imageio.reorient(again, "PIL")), c)
+    again = segment_image(reorient(image, "SAR"), rpi, device="cpu", threads=1)
+    assert np.array_equal(sitk.GetArrayFromImage(reorient(again, "PIL")), c)
 
 
 def test_progress_counts_every_tile_of_every_fold(tmp_path):
@@ -170,7 +184,7 @@ def test_step_and_device_errors(segmenter):
 
 
 def test_segment_file_writes_label_map_and_sidecar(tmp_path, model_root):
-    image = imageio.reorient(asymmetric_image(), "RPI")
+    image = reorient(asymmetric_image(), "RPI")
     source = tmp_path / "sub-01_T2w_0000.nii"
     sitk.WriteImage(image, str(source))
     outputs = segment_file(source, model=str(model_root), device="cpu", warn=lambda _m: None, threads=1)
@@ -183,7 +197,7 @@ def test_segment_file_writes_label_map_and_sidecar(tmp_path, model_root):
     assert grid(written) == grid(original)
     assert written.GetPixelID() == sitk.sitkUInt8
     sidecar = json.loads(side_path.read_text())
-    assert sidecar["input"]["sha256"] == imageio.file_sha256(source)
+    assert sidecar["input"]["sha256"] == file_sha256(source)
     assert sidecar["settings"]["step"] == 0.5 and sidecar["settings"]["tta"] is False
     assert sidecar["orientation"]["used"] == "RAS" and sidecar["orientation"]["input"] == "RPI"
     assert set(sidecar["model"]["checkpoints"]) == {"0"}

@@ -8,10 +8,26 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from RootletSegLogic import discs as discs_module
-from RootletSegLogic import imageio, levels
 from RootletSegLogic.errors import UserError
-from RootletSegLogic.level_types import DiscPoint
+from RootletSegLogic.images.grid import same_grid
+from RootletSegLogic.images.orientation import (
+    ALL_AXCODES,
+    Reorientation,
+    axcodes_of,
+    direction_for_axcodes,
+    direction_matrix,
+    reorient,
+)
+from RootletSegLogic.images.reading import read_label_map
+from RootletSegLogic.levels.discs import (
+    discs_from_label_image,
+    landmarks_from_label_image,
+    pmj_from_label_image,
+)
+from RootletSegLogic.levels.entry_zone import spinal_level_label_image
+from RootletSegLogic.levels.method import compute_levels
+from RootletSegLogic.levels.types import DiscPoint
+from RootletSegLogic.synthetic.phantom import make_phantom
 
 
 # --------------------------------------------------------------------------------- independent computation
@@ -70,12 +86,12 @@ def _files(sct_data, name):
 
 
 def _load(files):
-    rootlets = imageio.read_label_map(files["rootlets"])
-    cord = imageio.read_label_map(files["cord"])
+    rootlets = read_label_map(files["rootlets"])
+    cord = read_label_map(files["cord"])
     disc_points, pmj = [], None
     if "discs" in files:
-        disc_points = discs_module.discs_from_label_image(imageio.read_label_map(files["discs"]))
-        pmj = discs_module.pmj_from_label_image(imageio.read_label_map(files["pmj"]))
+        disc_points = discs_from_label_image(read_label_map(files["discs"]))
+        pmj = pmj_from_label_image(read_label_map(files["pmj"]))
     return rootlets, cord, disc_points, pmj
 
 
@@ -83,8 +99,8 @@ def _load(files):
 def test_pam50_small_against_independent_computation(sct_data):
     files = _files(sct_data, "pam50")
     rootlets, cord, disc_points, pmj = _load(files)
-    assert imageio.axcodes_of(rootlets) == "LAS"
-    result = levels.compute_levels(rootlets, cord, disc_points, pmj)
+    assert axcodes_of(rootlets) == "LAS"
+    result = compute_levels(rootlets, cord, disc_points, pmj)
     assert result.distance_reference == "pmj" and result.method == "paper"
     expected, dist = independent_levels(rootlets, cord, pmj)
     voxel_s = 2.0  # PAM50_small: 1 x 1 x 2 mm, S along k
@@ -121,7 +137,7 @@ def test_pam50_small_against_independent_computation(sct_data):
 
 def test_pam50_small_anatomy(sct_data):
     rootlets, cord, disc_points, pmj = _load(_files(sct_data, "pam50"))
-    result = levels.compute_levels(rootlets, cord, disc_points, pmj)
+    result = compute_levels(rootlets, cord, disc_points, pmj)
     spinal = result.spinal()
     assert [r.level for r in spinal] == ["C3", "C4", "C5", "C6", "C7", "C8"]
     # C2's rootlets in PAM50_small lie above the cord mask's top, beyond 3 voxels: reported, not hidden
@@ -149,8 +165,8 @@ def test_pam50_small_anatomy(sct_data):
         fractions = [o.fraction for o in result.overlaps if o.spinal_level == row.level]
         assert fractions and sum(fractions) == pytest.approx(1.0, abs=1e-6)
     # label image marks cord voxels of each level's slices
-    label = levels.spinal_level_label_image(rootlets, cord, result)
-    assert imageio.same_grid(label, cord)
+    label = spinal_level_label_image(rootlets, cord, result)
+    assert same_grid(label, cord)
     arr = sitk.GetArrayFromImage(label)
     assert set(np.unique(arr)) == {0} | {r.label_value for r in spinal}
     cord_arr = sitk.GetArrayFromImage(cord) > 0
@@ -164,8 +180,8 @@ def test_pam50_small_anatomy(sct_data):
 @pytest.mark.parametrize("name", ["t2", "t2-manual"])
 def test_t2_psr_against_independent_computation(sct_data, name):
     rootlets, cord, _, _ = _load(_files(sct_data, name))
-    assert imageio.axcodes_of(rootlets) == "PSR"  # sagittal: S is the 2nd voxel axis
-    result = levels.compute_levels(rootlets, cord)
+    assert axcodes_of(rootlets) == "PSR"  # sagittal: S is the 2nd voxel axis
+    result = compute_levels(rootlets, cord)
     assert result.distance_reference == "S-axis"
     expected, _ = independent_levels(rootlets, cord)
     spinal = {row.label_value: row for row in result.spinal()}
@@ -210,20 +226,20 @@ def _assert_same_mm(a, b, tol=1e-6):
 def test_pam50_small_same_mm_in_all_48_orientations(sct_data):
     files = _files(sct_data, "pam50")
     rootlets, cord, _, _ = _load(files)
-    disc_img = imageio.read_label_map(files["discs"])
-    pmj_img = imageio.read_label_map(files["pmj"])
-    reference = levels.compute_levels(rootlets, cord, discs_module.discs_from_label_image(disc_img),
-                                      discs_module.pmj_from_label_image(pmj_img))
-    ref_label = sitk.GetArrayFromImage(levels.spinal_level_label_image(rootlets, cord, reference))
-    for code in imageio.ALL_AXCODES:
-        r, c = imageio.reorient(rootlets, code), imageio.reorient(cord, code)
-        d = discs_module.discs_from_label_image(imageio.reorient(disc_img, code))
-        p = discs_module.pmj_from_label_image(imageio.reorient(pmj_img, code))
-        result = levels.compute_levels(r, c, d, p)
+    disc_img = read_label_map(files["discs"])
+    pmj_img = read_label_map(files["pmj"])
+    reference = compute_levels(rootlets, cord, discs_from_label_image(disc_img),
+                                      pmj_from_label_image(pmj_img))
+    ref_label = sitk.GetArrayFromImage(spinal_level_label_image(rootlets, cord, reference))
+    for code in ALL_AXCODES:
+        r, c = reorient(rootlets, code), reorient(cord, code)
+        d = discs_from_label_image(reorient(disc_img, code))
+        p = pmj_from_label_image(reorient(pmj_img, code))
+        result = compute_levels(r, c, d, p)
         _assert_same_mm(reference, result)
         # the label image is the same data, moved with the grid
-        label = levels.spinal_level_label_image(r, c, result)
-        back = imageio.Reorientation(rootlets, code).restore(label)
+        label = spinal_level_label_image(r, c, result)
+        back = Reorientation(rootlets, code).restore(label)
         np.testing.assert_array_equal(sitk.GetArrayFromImage(back), ref_label)
 
 
@@ -231,8 +247,8 @@ def test_pam50_small_same_mm_in_all_48_orientations(sct_data):
 def test_t2_same_mm_in_other_orientations(sct_data, code):
     rootlets, cord, _, _ = _load(_files(sct_data, "t2-manual"))
     for method in ("paper", "gapless"):
-        reference = levels.compute_levels(rootlets, cord, method=method)
-        result = levels.compute_levels(imageio.reorient(rootlets, code), imageio.reorient(cord, code), method=method)
+        reference = compute_levels(rootlets, cord, method=method)
+        result = compute_levels(reorient(rootlets, code), reorient(cord, code), method=method)
         _assert_same_mm(reference, result)
 
 
@@ -241,10 +257,10 @@ def test_oblique_grid_uses_world_s(sct_data):
     rootlets, cord, _, _ = _load(_files(sct_data, "t2-manual"))
     angle = np.deg2rad(20)
     rot = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
-    direction = tuple((rot @ imageio.direction_matrix(rootlets)).ravel())
+    direction = tuple((rot @ direction_matrix(rootlets)).ravel())
     for image in (rootlets, cord):
         image.SetDirection(direction)
-    result = levels.compute_levels(rootlets, cord)
+    result = compute_levels(rootlets, cord)
     expected, _ = independent_levels(rootlets, cord)
     for row in result.spinal():
         rs, cs, n, _, _ = expected[row.label_value]
@@ -253,13 +269,12 @@ def test_oblique_grid_uses_world_s(sct_data):
 
 # ------------------------------------------------------------------------------------------------- phantom
 def test_phantom_truth_recovered():
-    phantom = pytest.importorskip("RootletSegLogic.phantom")
     for seed in (0, 3):
-        ph = phantom.make_phantom(seed)
-        disc_points, pmj = discs_module.landmarks_from_label_image(ph.discs)
+        ph = make_phantom(seed)
+        disc_points, pmj = landmarks_from_label_image(ph.discs)
         if pmj is None:
-            pmj = discs_module.pmj_from_label_image(ph.pmj)
-        result = levels.compute_levels(ph.rootlets, ph.cord, disc_points, pmj)
+            pmj = pmj_from_label_image(ph.pmj)
+        result = compute_levels(ph.rootlets, ph.cord, disc_points, pmj)
         assert not [w for w in result.warnings if "missing" in w]
         truth = ph.truth["levels"]
         spinal = {row.level: row for row in result.spinal()}
@@ -281,24 +296,23 @@ def test_phantom_truth_recovered():
 
 
 def test_phantom_same_mm_in_all_48_orientations():
-    phantom = pytest.importorskip("RootletSegLogic.phantom")
-    ph = phantom.make_phantom(1)
-    disc_points = discs_module.discs_from_label_image(ph.discs)
-    pmj = discs_module.pmj_from_label_image(ph.pmj)
+    ph = make_phantom(1)
+    disc_points = discs_from_label_image(ph.discs)
+    pmj = pmj_from_label_image(ph.pmj)
     for method in ("paper", "gapless"):
-        reference = levels.compute_levels(ph.rootlets, ph.cord, disc_points, pmj, method=method)
-        for code in imageio.ALL_AXCODES:
-            r, c = imageio.reorient(ph.rootlets, code), imageio.reorient(ph.cord, code)
-            d = discs_module.discs_from_label_image(imageio.reorient(ph.discs, code))
-            p = discs_module.pmj_from_label_image(imageio.reorient(ph.pmj, code))
-            _assert_same_mm(reference, levels.compute_levels(r, c, d, p, method=method))
+        reference = compute_levels(ph.rootlets, ph.cord, disc_points, pmj, method=method)
+        for code in ALL_AXCODES:
+            r, c = reorient(ph.rootlets, code), reorient(ph.cord, code)
+            d = discs_from_label_image(reorient(ph.discs, code))
+            p = pmj_from_label_image(reorient(ph.pmj, code))
+            _assert_same_mm(reference, compute_levels(r, c, d, p, method=method))
 
 
 # ------------------------------------------------------------------------------------------ methods, checks
 def test_gapless_and_rootlets_only_on_pam50(sct_data):
     rootlets, cord, disc_points, pmj = _load(_files(sct_data, "pam50"))
-    paper = levels.compute_levels(rootlets, cord, disc_points, pmj)
-    gapless = levels.compute_levels(rootlets, cord, disc_points, pmj, method="gapless")
+    paper = compute_levels(rootlets, cord, disc_points, pmj)
+    gapless = compute_levels(rootlets, cord, disc_points, pmj, method="gapless")
     assert gapless.method == "gapless" and all(r.method == "gapless" for r in gapless.spinal())
     rows = gapless.spinal()
     for row, nxt in zip(rows, rows[1:]):
@@ -307,7 +321,7 @@ def test_gapless_and_rootlets_only_on_pam50(sct_data):
     for p_row, g_row in zip(paper.spinal(), rows):
         assert g_row.rostral_S_mm == p_row.rostral_S_mm
     assert rows[-1].caudal_S_mm == paper.spinal()[-1].caudal_S_mm
-    only = levels.compute_levels(rootlets, None, disc_points, pmj)
+    only = compute_levels(rootlets, None, disc_points, pmj)
     assert only.method == "rootlets-only" and all(r.method == "rootlets-only" for r in only.spinal())
     assert any("not the paper's method (no spinal cord mask)" in w for w in only.warnings)
     assert "C2" in [r.level for r in only.spinal()]  # all rootlet voxels count
@@ -328,63 +342,63 @@ def _tiny(values_by_slice, shape=(12, 9, 9)):
     images = []
     for arr in (roots, cord):
         img = sitk.GetImageFromArray(arr)
-        img.SetDirection(imageio.direction_for_axcodes("RAS"))
+        img.SetDirection(direction_for_axcodes("RAS"))
         images.append(img)
     return images
 
 
 def test_input_checks():
     r, c = _tiny({2: [8, 9], 3: [5, 6], 5: [2]})
-    result = levels.compute_levels(r, c)
+    result = compute_levels(r, c)
     assert any("C4" in w and "missing" in w for w in result.warnings)
     with pytest.raises(UserError, match="empty"):
-        levels.compute_levels(r * 0, c)
+        compute_levels(r * 0, c)
     with pytest.raises(UserError, match="cord mask is empty"):
-        levels.compute_levels(r, c * 0)
+        compute_levels(r, c * 0)
     with pytest.raises(UserError, match="outside 1..9"):
-        levels.compute_levels(r * 5, c)
+        compute_levels(r * 5, c)
     with pytest.raises(UserError, match="binary mask"):
-        levels.compute_levels(sitk.Cast(r > 0, sitk.sitkUInt8), c)
+        compute_levels(sitk.Cast(r > 0, sitk.sitkUInt8), c)
     one = sitk.GetArrayFromImage(r)
     one[1, 4, 6] = 1
     img = sitk.GetImageFromArray(one)
     img.CopyInformation(r)
-    assert any("value 1" in w for w in levels.compute_levels(img, c).warnings)
+    assert any("value 1" in w for w in compute_levels(img, c).warnings)
     shifted = sitk.Image(c)
     shifted.SetOrigin((0.5, 0, 0))
     with pytest.raises(UserError, match="same voxel grid"):
-        levels.compute_levels(r, shifted)
+        compute_levels(r, shifted)
     far = np.zeros((12, 9, 9), np.uint8)
     far[5, 0, 0] = 4
     far_img = sitk.GetImageFromArray(far)
     far_img.CopyInformation(r)
     with pytest.raises(UserError, match="within 3 voxels"):
-        levels.compute_levels(far_img, c)
+        compute_levels(far_img, c)
     discs = [DiscPoint(2, (4.0, 4.0, 10.0)), DiscPoint(3, (4.0, 4.0, 6.0)), DiscPoint(4, (4.0, 4.0, 3.0))]
-    assert len(levels.compute_levels(r, c, discs).vertebral()) == 2
+    assert len(compute_levels(r, c, discs).vertebral()) == 2
     with pytest.raises(UserError, match="out of anatomical order"):
-        levels.compute_levels(r, c, [discs[1], DiscPoint(2, (4.0, 4.0, 2.0))])
+        compute_levels(r, c, [discs[1], DiscPoint(2, (4.0, 4.0, 2.0))])
     with pytest.raises(UserError, match="given twice"):
-        levels.compute_levels(r, c, discs + [DiscPoint(3, (4.0, 4.0, 5.0))])
+        compute_levels(r, c, discs + [DiscPoint(3, (4.0, 4.0, 5.0))])
     with pytest.raises(UserError, match="below the first disc"):
-        levels.compute_levels(r, c, discs, pmj_ras=(4.0, 4.0, 9.5))
+        compute_levels(r, c, discs, pmj_ras=(4.0, 4.0, 9.5))
     with pytest.raises(UserError, match="below the rootlets"):
-        levels.compute_levels(r, c, None, pmj_ras=(4.0, 4.0, 5.0))
+        compute_levels(r, c, None, pmj_ras=(4.0, 4.0, 5.0))
     with pytest.raises(UserError, match="method"):
-        levels.compute_levels(r, c, method="nearest")
+        compute_levels(r, c, method="nearest")
     with pytest.raises(UserError, match="needs a spinal cord mask"):
-        levels.spinal_level_label_image(r, None, result)
+        spinal_level_label_image(r, None, result)
     # a PMJ given as disc value 50 is used; PMG (49) ignored
-    with_pmj = levels.compute_levels(r, c, discs + [DiscPoint(50, (4.0, 4.0, 11.0)), DiscPoint(49, (4.0, 4.0, 11.5))])
+    with_pmj = compute_levels(r, c, discs + [DiscPoint(50, (4.0, 4.0, 11.0)), DiscPoint(49, (4.0, 4.0, 11.5))])
     assert with_pmj.distance_reference == "pmj" and with_pmj.pmj_ras == (4.0, 4.0, 11.0)
 
 
 def test_pmj_inside_cord_is_projected():
     r, c = _tiny({2: [5, 6], 3: [2, 3]})
-    result = levels.compute_levels(r, c, pmj_ras=(4.0, 4.0, 8.0))
+    result = compute_levels(r, c, pmj_ras=(4.0, 4.0, 8.0))
     c2 = result.spinal()[0]
     assert c2.rostral_pmj_mm == pytest.approx(2.0) and c2.caudal_pmj_mm == pytest.approx(3.0)
-    no_pmj = levels.compute_levels(r, c)
+    no_pmj = compute_levels(r, c)
     assert no_pmj.reference_S_mm == pytest.approx(10.0)  # top of the cord mask (slice 10)
     assert no_pmj.spinal()[0].rostral_distance_mm == pytest.approx(4.0)
 
@@ -392,16 +406,16 @@ def test_pmj_inside_cord_is_projected():
 def test_pairings_follow_the_paper_and_include_c1_when_its_top_is_marked():
     """Shifted pairs vertebral Cn with spinal C(n+1): with disc label 1 (top of C1) marked, vertebral C1 exists and
     pairs with spinal C2; `stats` uses the same table of pairings (level_types.PAPER_PAIRINGS)."""
-    from RootletSegLogic.level_types import PAPER_PAIRINGS
-    from RootletSegLogic.phantom import make_phantom
+    from RootletSegLogic.levels.types import PAPER_PAIRINGS
+    from RootletSegLogic.synthetic.phantom import make_phantom
 
     phantom = make_phantom(seed=5)
-    disc_points, pmj = discs_module.landmarks_from_label_image(phantom.discs)
+    disc_points, pmj = landmarks_from_label_image(phantom.discs)
     if pmj is None:
-        pmj = discs_module.pmj_from_label_image(phantom.pmj)
+        pmj = pmj_from_label_image(phantom.pmj)
     c1c2 = next(d for d in disc_points if d.value == 2).position_ras
     top_of_c1 = DiscPoint(1, (c1c2[0], c1c2[1], c1c2[2] + 4.0))
-    result = levels.compute_levels(phantom.rootlets, phantom.cord, [top_of_c1] + disc_points, pmj)
+    result = compute_levels(phantom.rootlets, phantom.cord, [top_of_c1] + disc_points, pmj)
     pairs = {(p.pairing, p.vertebral_level, p.spinal_level): p for p in result.pairings}
     assert ("shifted", "C1", "C2") in pairs and ("not_shifted", "T1", "C8") in pairs and ("shifted", "T1", "T1") in pairs
     for key, pairing in pairs.items():
@@ -413,13 +427,13 @@ def test_pairings_follow_the_paper_and_include_c1_when_its_top_is_marked():
 
 def test_without_a_cord_no_warning_speaks_of_cord_ends():
     """Rootlets-only: distances run along S, so warnings about discs beyond the cord mask's ends would mislead."""
-    from RootletSegLogic.phantom import make_phantom
+    from RootletSegLogic.synthetic.phantom import make_phantom
 
     phantom = make_phantom(seed=6)
-    disc_points, pmj = discs_module.landmarks_from_label_image(phantom.discs)
-    result = levels.compute_levels(phantom.rootlets, None, disc_points, discs_module.pmj_from_label_image(phantom.pmj))
+    disc_points, pmj = landmarks_from_label_image(phantom.discs)
+    result = compute_levels(phantom.rootlets, None, disc_points, pmj_from_label_image(phantom.pmj))
     assert any("not the paper's method" in w for w in result.warnings)
     assert not any("cord mask" in w and "beyond" in w for w in result.warnings), result.warnings
-    with_cord = levels.compute_levels(phantom.rootlets, phantom.cord, disc_points,
-                                      discs_module.pmj_from_label_image(phantom.pmj))
+    with_cord = compute_levels(phantom.rootlets, phantom.cord, disc_points,
+                                      pmj_from_label_image(phantom.pmj))
     assert [r.level for r in with_cord.vertebral()] == [r.level for r in result.vertebral()]

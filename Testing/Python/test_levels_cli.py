@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from RootletSegLogic import discs, imageio, levels
+from RootletSegLogic.images.files import file_sha256
+from RootletSegLogic.images.grid import same_grid
+from RootletSegLogic.images.reading import read_label_map
+from RootletSegLogic.levels.discs import discs_from_label_image, pmj_from_label_image
+from RootletSegLogic.levels.method import compute_levels
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,9 +54,9 @@ def test_pam50_all_outputs(sct_data, tmp_path):
                    "midpoint_pmj_mm", "height_mm"):
         assert column in rows[0]
     # the table equals the core's result on the same files
-    rootlets, cord = imageio.read_label_map(f["rootlets"]), imageio.read_label_map(f["cord"])
-    result = levels.compute_levels(rootlets, cord, discs.discs_from_label_image(imageio.read_label_map(f["discs"])),
-                                   discs.pmj_from_label_image(imageio.read_label_map(f["pmj"])))
+    rootlets, cord = read_label_map(f["rootlets"]), read_label_map(f["cord"])
+    result = compute_levels(rootlets, cord, discs_from_label_image(read_label_map(f["discs"])),
+                                   pmj_from_label_image(read_label_map(f["pmj"])))
     assert [(r["level_type"], r["level"]) for r in rows] == [(r.level_type, r.level) for r in result.rows]
     for tsv_row, row in zip(rows, result.rows):
         for column in ("rostral_S_mm", "caudal_S_mm", "rostral_pmj_mm", "caudal_pmj_mm", "midpoint_pmj_mm", "height_mm"):
@@ -63,13 +67,13 @@ def test_pam50_all_outputs(sct_data, tmp_path):
     doc = json.loads(out["json"].read_text())
     inputs = doc["provenance"]["inputs"]
     for key in ("rootlets", "cord", "discs", "pmj"):
-        assert inputs[key]["sha256"] == imageio.file_sha256(f[key])
+        assert inputs[key]["sha256"] == file_sha256(f[key])
     assert doc["provenance"]["method"] == "paper" and doc["provenance"]["software_version"]
     assert json.loads(out["mrk"].read_text())["markups"][0]["controlPoints"]
     pairs = _read_tsv(out["pairs"])
     assert {p["pairing"] for p in pairs} == {"not_shifted", "shifted"}
     label = sitk.ReadImage(str(out["label"]))
-    assert imageio.same_grid(label, rootlets)
+    assert same_grid(label, rootlets)
     assert set(np.unique(sitk.GetArrayFromImage(label))) == {0, 3, 4, 5, 6, 7, 8}
     # second run without --overwrite: refused, files untouched; with --overwrite: replaced
     before = {k: p.read_bytes() for k, p in out.items()}

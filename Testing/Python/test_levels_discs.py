@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from RootletSegLogic import discs, imageio
 from RootletSegLogic.errors import UserError
+from RootletSegLogic.images.orientation import reorient
+from RootletSegLogic.images.reading import read_label_map
+from RootletSegLogic.levels.discs import (
+    disc_name,
+    disc_value,
+    discs_from_label_image,
+    landmarks_from_label_image,
+    pmj_from_label_image,
+    read_disc_points,
+    read_landmarks,
+    vertebra_name,
+)
 
 
 @pytest.mark.parametrize(
@@ -18,56 +29,56 @@ from RootletSegLogic.errors import UserError
      ("T12/L1", 20), ("disc 4", 4), ("4", 4), ("PMJ", 50), ("PMG", 49), ("C1 top", 1), (" C3/C4 disc ", 4)],
 )
 def test_disc_names_both_ways(name, value):
-    assert discs.disc_value(name) == value
+    assert disc_value(name) == value
 
 
 def test_disc_name_round_trip():
     for value in list(range(1, 26)) + [49, 50]:
-        assert discs.disc_value(discs.disc_name(value)) == value
-    assert discs.disc_name(3) == "C2/C3" and discs.disc_name(8) == "C7/T1" and discs.disc_name(9) == "T1/T2"
-    assert [discs.vertebra_name(v) for v in (1, 7, 8, 19, 20)] == ["C1", "C7", "T1", "T12", "L1"]
+        assert disc_value(disc_name(value)) == value
+    assert disc_name(3) == "C2/C3" and disc_name(8) == "C7/T1" and disc_name(9) == "T1/T2"
+    assert [vertebra_name(v) for v in (1, 7, 8, 19, 20)] == ["C1", "C7", "T1", "T12", "L1"]
 
 
 @pytest.mark.parametrize("bad", ["C2/C4", "foo", "C9/C10", ""])
 def test_bad_disc_names(bad):
     with pytest.raises(UserError):
-        discs.disc_value(bad)
+        disc_value(bad)
 
 
 def _pam50(sct_data):
     t = sct_data / "template"
-    return (imageio.read_label_map(t / "PAM50_small_label_disc.nii.gz"),
-            imageio.read_label_map(t / "PAM50_small_t2_pmj_manual.nii.gz"))
+    return (read_label_map(t / "PAM50_small_label_disc.nii.gz"),
+            read_label_map(t / "PAM50_small_t2_pmj_manual.nii.gz"))
 
 
 def test_label_images_real_data(sct_data):
     disc_img, pmj_img = _pam50(sct_data)
-    points = discs.discs_from_label_image(disc_img)
+    points = discs_from_label_image(disc_img)
     assert [p.value for p in points] == list(range(2, 20))
     # PAM50_small: LAS 1x1x2 mm, disc 2 (C1/C2) at voxel (35, 35, 235)
     assert points[0].position_ras == pytest.approx((0.0, 0.0, 195.5))
-    assert discs.pmj_from_label_image(pmj_img) == pytest.approx((0.0, 10.0, 239.5))
+    assert pmj_from_label_image(pmj_img) == pytest.approx((0.0, 10.0, 239.5))
     for code in ("PSR", "RPI", "SAL"):
-        moved = discs.discs_from_label_image(imageio.reorient(disc_img, code))
+        moved = discs_from_label_image(reorient(disc_img, code))
         for a, b in zip(points, moved):
             assert a.value == b.value and a.position_ras == pytest.approx(b.position_ras)
     # a PMJ (50) inside a disc label image goes to the PMJ, not the discs
     arr = sitk.GetArrayFromImage(disc_img) + 50 * sitk.GetArrayFromImage(pmj_img).astype(np.float32) / 50
     both = sitk.GetImageFromArray(arr)
     both.CopyInformation(disc_img)
-    d, pmj = discs.landmarks_from_label_image(both)
+    d, pmj = landmarks_from_label_image(both)
     assert len(d) == 18 and pmj == pytest.approx((0.0, 10.0, 239.5))
 
 
 def test_pmj_label_checks():
     img = sitk.Image(5, 5, 5, sitk.sitkUInt8)
     with pytest.raises(UserError, match="empty"):
-        discs.pmj_from_label_image(img)
+        pmj_from_label_image(img)
     img[1, 1, 1] = 1
-    assert discs.pmj_from_label_image(img) == pytest.approx((-1.0, -1.0, 1.0))  # LPS (1,1,1) -> RAS
+    assert pmj_from_label_image(img) == pytest.approx((-1.0, -1.0, 1.0))  # LPS (1,1,1) -> RAS
     img[2, 2, 2] = 3
     with pytest.raises(UserError, match="value 50"):
-        discs.pmj_from_label_image(img)
+        pmj_from_label_image(img)
 
 
 def test_point_files(tmp_path):
@@ -76,10 +87,10 @@ def test_point_files(tmp_path):
         "name,R,A,S\n" + "".join(f"{n},{p[0]},{p[1]},{p[2]}\n" for n, p in ras.items()))
     (tmp_path / "p.tsv").write_text(
         "value\tx\ty\tz\tframe\n" + "".join(
-            f"{discs.disc_value(n)}\t{-p[0]}\t{-p[1]}\t{p[2]}\tLPS\n" for n, p in ras.items()))
+            f"{disc_value(n)}\t{-p[0]}\t{-p[1]}\t{p[2]}\tLPS\n" for n, p in ras.items()))
     (tmp_path / "p.json").write_text(json.dumps(
         {"coordinate_system": "RAS", "points": [{"name": n, "position": list(p)} for n, p in ras.items()]}))
-    (tmp_path / "list.json").write_text(json.dumps([{"value": discs.disc_value(n), "lps": [-p[0], -p[1], p[2]]}
+    (tmp_path / "list.json").write_text(json.dumps([{"value": disc_value(n), "lps": [-p[0], -p[1], p[2]]}
                                                     for n, p in ras.items()]))
     for frame, sign in (("LPS", -1.0), ("RAS", 1.0)):
         markups = {"@schema": "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
@@ -90,12 +101,12 @@ def test_point_files(tmp_path):
                        + [{"id": "x", "label": "C5/C6", "position": [0, 0, 0], "positionStatus": "undefined"}]}]}
         (tmp_path / f"p_{frame}.mrk.json").write_text(json.dumps(markups))
     for name in ("p.csv", "p.tsv", "p.json", "list.json", "p_LPS.mrk.json", "p_RAS.mrk.json"):
-        points, pmj = discs.read_landmarks(tmp_path / name)
+        points, pmj = read_landmarks(tmp_path / name)
         assert [p.value for p in points] == [3, 4], name
         assert points[0].position_ras == pytest.approx(ras["C2/C3"]), name
         assert points[1].position_ras == pytest.approx(ras["C3/C4"]), name
         assert pmj == pytest.approx(ras["PMJ"]), name
-        assert [p.value for p in discs.read_disc_points(tmp_path / name)] == [3, 4]
+        assert [p.value for p in read_disc_points(tmp_path / name)] == [3, 4]
 
 
 @pytest.mark.parametrize(
@@ -111,16 +122,16 @@ def test_point_files(tmp_path):
 def test_bad_point_files(tmp_path, name, text, match):
     (tmp_path / name).write_text(text)
     with pytest.raises(UserError, match=match):
-        discs.read_landmarks(tmp_path / name)
+        read_landmarks(tmp_path / name)
 
 
 def test_a_segmentation_given_as_landmarks_is_refused(sct_data):
     """A cord mask passed as --discs or --pmj is not taken as one huge disc or as a PMJ at the cord's centroid."""
-    cord = imageio.read_label_map(sct_data / "t2" / "t2_seg-manual.nii.gz")
+    cord = read_label_map(sct_data / "t2" / "t2_seg-manual.nii.gz")
     with pytest.raises(UserError, match="marks one point"):
-        discs.landmarks_from_label_image(cord)
+        landmarks_from_label_image(cord)
     with pytest.raises(UserError, match="marks one point"):
-        discs.pmj_from_label_image(cord)
-    labels = discs.landmarks_from_label_image(
-        imageio.read_label_map(sct_data / "template" / "PAM50_small_label_disc.nii.gz"))[0]
+        pmj_from_label_image(cord)
+    labels = landmarks_from_label_image(
+        read_label_map(sct_data / "template" / "PAM50_small_label_disc.nii.gz"))[0]
     assert [d.value for d in labels][:3] == [2, 3, 4]

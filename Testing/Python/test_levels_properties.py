@@ -9,9 +9,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from RootletSegLogic import imageio, levels
 from RootletSegLogic.errors import UserError
-from RootletSegLogic.level_types import DiscPoint
+from RootletSegLogic.images.orientation import (
+    ALL_AXCODES,
+    direction_for_axcodes,
+    reorient,
+)
+from RootletSegLogic.images.world import lps_to_ras, voxel_centers_lps
+from RootletSegLogic.levels.method import compute_levels
+from RootletSegLogic.levels.types import DiscPoint
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -30,14 +36,14 @@ def label_maps(draw):
     density = draw(st.floats(0.01, 0.2))
     roots = np.where(rng.random(shape) < density, rng.integers(2, 10, shape), 0).astype(np.uint8)
     spacing = tuple(draw(st.sampled_from([0.5, 0.8, 1.0, 2.0, 3.0])) for _ in range(3))
-    code = draw(st.sampled_from(imageio.ALL_AXCODES))
+    code = draw(st.sampled_from(ALL_AXCODES))
     origin = tuple(draw(st.floats(-50, 50)) for _ in range(3))
     images = []
     for arr in (roots, cord):
         img = sitk.GetImageFromArray(arr)
         img.SetSpacing(spacing)
         img.SetOrigin(origin)
-        img.SetDirection(imageio.direction_for_axcodes(code))
+        img.SetDirection(direction_for_axcodes(code))
         images.append(img)
     return images[0], images[1]
 
@@ -49,13 +55,13 @@ def _entry_zone_s(rootlets, cord):
     for value in range(2, 10):
         zyx = np.argwhere((roots == value) & zone)
         if len(zyx):
-            out[value] = imageio.lps_to_ras(imageio.voxel_centers_lps(rootlets, zyx[:, ::-1]))[:, 2]
+            out[value] = lps_to_ras(voxel_centers_lps(rootlets, zyx[:, ::-1]))[:, 2]
     return out
 
 
 def _compute(rootlets, cord, **kwargs):
     try:
-        return levels.compute_levels(rootlets, cord, **kwargs)
+        return compute_levels(rootlets, cord, **kwargs)
     except UserError as error:
         assert any(m in str(error) for m in ("within 3 voxels", "No rootlet voxel", "is empty"))
         assume(False)
@@ -93,16 +99,16 @@ def test_gapless_levels_tile_without_gaps(maps):
             assert row.caudal_distance_mm == pytest.approx(nxt.rostral_distance_mm)
             assert row.caudal_S_mm == pytest.approx(nxt.rostral_S_mm)
     # the gapless levels cover the paper levels' whole span when they are in order
-    paper = levels.compute_levels(rootlets, cord).spinal()
+    paper = compute_levels(rootlets, cord).spinal()
     assert rows[0].rostral_S_mm == paper[0].rostral_S_mm and rows[-1].caudal_S_mm == paper[-1].caudal_S_mm
 
 
 @SETTINGS
-@given(label_maps(), st.sampled_from(imageio.ALL_AXCODES), st.sampled_from(["paper", "gapless"]))
+@given(label_maps(), st.sampled_from(ALL_AXCODES), st.sampled_from(["paper", "gapless"]))
 def test_orientation_invariance(maps, code, method):
     rootlets, cord = maps
     a = _compute(rootlets, cord, method=method)
-    b = levels.compute_levels(imageio.reorient(rootlets, code), imageio.reorient(cord, code), method=method)
+    b = compute_levels(reorient(rootlets, code), reorient(cord, code), method=method)
     assert len(a.rows) == len(b.rows)
     for ra, rb in zip(a.rows, b.rows):
         assert (ra.level, ra.n_voxels) == (rb.level, rb.n_voxels)
@@ -121,7 +127,7 @@ def test_vertebral_levels_and_overlaps(maps, gaps, with_pmj):
     s = top - np.cumsum(gaps)
     discs = [DiscPoint(2 + n, (0.0, 0.0, float(v))) for n, v in enumerate(s)]
     pmj = (0.0, 0.0, top + 1.0) if with_pmj else None
-    result = levels.compute_levels(rootlets, cord, discs, pmj)
+    result = compute_levels(rootlets, cord, discs, pmj)
     vertebral = result.vertebral()
     assert len(vertebral) == len(discs) - 1
     for row in vertebral:

@@ -11,12 +11,33 @@ import socket
 from pathlib import Path
 
 import pytest
-
-from RootletSegLogic import models
-from RootletSegLogic.errors import UserError
-from RootletSegLogic.model_folder import ModelFolder
 from test_models_kit import (
-    TRAINER, ModelServer, corrupt_member, free_port, listing, make_model_dir, sha256_bytes, symlink_entry, zip_folder,
+    TRAINER,
+    ModelServer,
+    corrupt_member,
+    free_port,
+    listing,
+    make_model_dir,
+    sha256_bytes,
+    symlink_entry,
+    zip_folder,
+)
+
+from RootletSegLogic.errors import UserError
+from RootletSegLogic.segmentation.cache import (
+    download_model,
+    import_model,
+    list_models,
+    model_info,
+    resolve_model,
+    weights_sha256,
+)
+from RootletSegLogic.segmentation.model_folder import ModelFolder
+from RootletSegLogic.segmentation.registry import (
+    RECORD_NAME,
+    REGISTRY,
+    cache_root,
+    lookup,
 )
 
 
@@ -68,7 +89,7 @@ def server():
 
 @pytest.fixture
 def cache():
-    return models.cache_root()
+    return cache_root()
 
 
 class Events:
@@ -94,27 +115,29 @@ def assert_one_sentence(message: str):
 def test_cache_root_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("ROOTLETSEG_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert models.cache_root() == tmp_path / "home"
+    assert cache_root() == tmp_path / "home"
     monkeypatch.delenv("ROOTLETSEG_HOME")
     if os.name != "nt":
-        assert models.cache_root() == tmp_path / "xdg" / "rootletseg"
+        assert cache_root() == tmp_path / "xdg" / "rootletseg"
         monkeypatch.delenv("XDG_CACHE_HOME")
         monkeypatch.setenv("HOME", str(tmp_path / "user"))
-        assert models.cache_root() == tmp_path / "user" / ".cache" / "rootletseg"
+        assert cache_root() == tmp_path / "user" / ".cache" / "rootletseg"
 
 
 def test_registry_entries():
-    spec = models.lookup("multicon")
-    assert spec.name == "rootletseg" and models.lookup("R20250318") is spec
+    spec = lookup("multicon")
+    assert spec.name == "rootletseg" and lookup("R20250318") is spec
     assert spec.url.endswith("/r20250318/model-spinal-rootlets-multicon-r20250318.zip")
     assert sorted(spec.labels) == list(range(2, 10)) and spec.labels[9] == "T1"
     assert set(spec.contrasts) == {"T2w", "T1w-INV1", "T1w-INV2", "UNIT1"}
-    m5 = models.lookup("r20240730")
+    m5 = lookup("r20240730")
     assert m5.name == "m5" and sorted(m5.labels) == list(range(2, 9))
     assert m5.url.endswith("/r20240730/model-spinal-rootlets_M5_r20240129-2.zip")
-    demo = models.lookup("demo")
-    assert demo.url is None and demo.embedded_path == Path(models.__file__).resolve().parents[1] / "Resources" / \
-        "Models" / "demo"
+    demo = lookup("demo")
+    import RootletSegLogic
+
+    assert demo.url is None
+    assert demo.embedded_path == Path(RootletSegLogic.__file__).resolve().parent / "synthetic" / "models" / "demo"
 
 
 # ------------------------------------------------------------------------------------------------- downloads
@@ -124,10 +147,10 @@ def test_download_without_checksum_records_and_reports_sha(server, kit, cache):
     data = kit["data"]["wrapped"]
     server.routes["/m.zip"] = data
     events = Events()
-    model = models.download_model("multicon", url=server.url("/m.zip"), progress=events)
+    model = download_model("multicon", url=server.url("/m.zip"), progress=events)
     assert isinstance(model, ModelFolder) and model.folds == [0, 1] and model.trainer_dir.name == TRAINER
     assert model.trainer_dir.parent.parent == cache / "models" / "rootletseg"
-    record = json.loads((cache / "models" / "rootletseg" / models.RECORD_NAME).read_text())
+    record = json.loads((cache / "models" / "rootletseg" / RECORD_NAME).read_text())
     assert record["sha256"] == sha256_bytes(data) and record["size_bytes"] == len(data)
     assert record["name"] == "rootletseg" and record["release"] == "r20250318" and record["source"] == "registry"
     assert record["url"] == server.url("/m.zip") and record["date"] and record["sha256_verified"] is False
@@ -141,7 +164,7 @@ def test_download_without_checksum_records_and_reports_sha(server, kit, cache):
     # nothing left besides the model; a second call uses the installed copy without the network
     assert sorted(p.name for p in (cache / "models").iterdir()) == ["rootletseg"]
     requests = len(server.requests)
-    again = models.resolve_model("r20250318", warn=events.warning)
+    again = resolve_model("r20250318", warn=events.warning)
     assert again.trainer_dir == model.trainer_dir and len(server.requests) == requests
     assert len(events.warnings) == 1  # registry models are trusted: no pickle warning
 
@@ -150,23 +173,23 @@ def test_download_verified_checksum(server, kit, cache):
     data = kit["data"]["flat"]
     server.routes["/m5.zip"] = data
     events = Events()
-    model = models.download_model("m5", url=server.url("/m5.zip"), sha256=sha256_bytes(data).upper(),
+    model = download_model("m5", url=server.url("/m5.zip"), sha256=sha256_bytes(data).upper(),
                                    progress=events)
     assert model.trainer_dir == cache / "models" / "m5" / TRAINER
-    record = json.loads((cache / "models" / "m5" / models.RECORD_NAME).read_text())
+    record = json.loads((cache / "models" / "m5" / RECORD_NAME).read_text())
     assert record["sha256_verified"] is True and events.warnings == []
 
 
 def test_registry_checksum_is_verified(server, kit, cache, monkeypatch):
-    spec = models.REGISTRY["m5"]
-    monkeypatch.setitem(models.REGISTRY, "m5", dataclasses.replace(spec, sha256="0" * 64))
+    spec = REGISTRY["m5"]
+    monkeypatch.setitem(REGISTRY, "m5", dataclasses.replace(spec, sha256="0" * 64))
     server.routes["/m5.zip"] = kit["data"]["flat"]
     with pytest.raises(UserError, match="not the expected 0000") as error:
-        models.download_model("m5", url=server.url("/m5.zip"))
+        download_model("m5", url=server.url("/m5.zip"))
     assert_one_sentence(str(error.value))
     assert listing(cache) == []
     with pytest.raises(UserError, match="differs from the published checksum"):
-        models.download_model("m5", url=server.url("/m5.zip"), sha256="1" * 64)
+        download_model("m5", url=server.url("/m5.zip"), sha256="1" * 64)
 
 
 FAILURES = {
@@ -195,7 +218,7 @@ def test_download_failures_leave_cache_untouched(case, server, kit, cache):
         server.routes["/x.zip"] = kit["data"][route]
     before = listing(cache)
     with pytest.raises(UserError) as error:
-        models.download_model("rootletseg", url=server.url("/x.zip"), sha256=sha)
+        download_model("rootletseg", url=server.url("/x.zip"), sha256=sha)
     message = str(error.value)
     assert fragment in message
     assert_one_sentence(message)
@@ -207,22 +230,22 @@ def test_download_failures_leave_cache_untouched(case, server, kit, cache):
 def test_connection_refused(cache):
     url = f"http://127.0.0.1:{free_port()}/model.zip"
     with pytest.raises(UserError, match=r"Cannot download model 'm5' from .*refused") as error:
-        models.download_model("m5", url=url)
+        download_model("m5", url=url)
     assert_one_sentence(str(error.value))
     assert listing(cache) == []
 
 
 def test_failed_forced_download_keeps_installed_model(server, kit, cache):
     server.routes["/good.zip"] = kit["data"]["wrapped"]
-    models.download_model("m5", url=server.url("/good.zip"))
+    download_model("m5", url=server.url("/good.zip"))
     before = listing(cache)
     server.routes["/bad.zip"] = kit["data"]["nofolds"]
     with pytest.raises(UserError, match="no fold_"):
-        models.download_model("m5", url=server.url("/bad.zip"), force=True)
+        download_model("m5", url=server.url("/bad.zip"), force=True)
     assert listing(cache) == before
     # a forced download of a good zip replaces it in place
     server.routes["/flat.zip"] = kit["data"]["flat"]
-    model = models.download_model("m5", url=server.url("/flat.zip"), force=True)
+    model = download_model("m5", url=server.url("/flat.zip"), force=True)
     assert model.trainer_dir == cache / "models" / "m5" / TRAINER
     assert sorted(p.name for p in (cache / "models").iterdir()) == ["m5"]
 
@@ -231,7 +254,7 @@ def test_cache_home_created_and_removed_again(monkeypatch, tmp_path, server):
     home = tmp_path / "deep" / "home"
     monkeypatch.setenv("ROOTLETSEG_HOME", str(home))
     with pytest.raises(UserError, match="HTTP 404"):
-        models.download_model("m5", url=server.url("/missing.zip"))
+        download_model("m5", url=server.url("/missing.zip"))
     assert not (tmp_path / "deep").exists()
 
 
@@ -244,13 +267,13 @@ def test_cancel_during_download_leaves_nothing(server, kit, cache):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        models.download_model("m5", url=server.url("/m.zip"), progress=interrupt)
+        download_model("m5", url=server.url("/m.zip"), progress=interrupt)
     assert listing(cache) == []
 
 
 def test_embedded_model_is_never_downloaded():
     with pytest.raises(UserError, match="embedded"):
-        models.download_model("demo")
+        download_model("demo")
 
 
 # ---------------------------------------------------------------------------------------- import / resolve
@@ -258,79 +281,79 @@ def test_embedded_model_is_never_downloaded():
 
 def test_import_zip_and_folder(kit, cache):
     warnings = []
-    model = models.import_model(kit["zips"]["wrapped"])
+    model = import_model(kit["zips"]["wrapped"])
     assert model.trainer_dir == cache / "models" / "imported" / "model-wrapped" / "model-spinal-rootlets" / TRAINER
     assert model.metadata["source"] == "local" and model.metadata["trusted"] is False
     assert model.metadata["weights_sha256"] == sha256_bytes(kit["data"]["wrapped"])
     with pytest.raises(UserError, match="already imported"):
-        models.import_model(kit["zips"]["wrapped"])
-    folder_model = models.import_model(kit["good"], name="my model")
+        import_model(kit["zips"]["wrapped"])
+    folder_model = import_model(kit["good"], name="my model")
     assert folder_model.trainer_dir == cache / "models" / "imported" / "my-model" / TRAINER
     assert folder_model.folds == [0, 1]
-    resolved = models.resolve_model("my-model", warn=warnings.append)
+    resolved = resolve_model("my-model", warn=warnings.append)
     assert resolved.trainer_dir == folder_model.trainer_dir
     assert resolved.metadata["weights_sha256"] == folder_model.metadata["weights_sha256"]
     assert len(warnings) == 1 and "Python pickles and can run arbitrary code" in warnings[0]
-    assert {row["name"] for row in models.list_models()} >= {"model-wrapped", "my-model"}
+    assert {row["name"] for row in list_models()} >= {"model-wrapped", "my-model"}
     with pytest.raises(UserError, match="registry model name"):
-        models.import_model(kit["good"], name="m5")
+        import_model(kit["good"], name="m5")
 
 
 def test_import_refuses_bad_zip_cleanly(kit, cache):
     with pytest.raises(UserError, match=r"'escape.zip' has an entry that escapes"):
-        models.import_model(kit["zips"]["escape"])
+        import_model(kit["zips"]["escape"])
     with pytest.raises(UserError, match=r"The model folder 'nofolds.zip/w/" + TRAINER + "' has no fold_"):
-        models.import_model(kit["zips"]["nofolds"])
+        import_model(kit["zips"]["nofolds"])
     assert listing(cache) == []
 
 
 def test_resolve_local_folder_and_zip(kit, cache):
     warnings = []
-    model = models.resolve_model(str(kit["good"]), warn=warnings.append)
+    model = resolve_model(str(kit["good"]), warn=warnings.append)
     assert model.trainer_dir == kit["good"] / TRAINER and model.metadata["source"] == "local"
     assert len(model.metadata["weights_sha256"]) == 64 and model.metadata["trusted"] is False
     assert listing(cache) == []  # a folder is used in place
-    zipped = models.resolve_model(kit["zips"]["flat"], warn=warnings.append)
+    zipped = resolve_model(kit["zips"]["flat"], warn=warnings.append)
     key = sha256_bytes(kit["data"]["flat"])
     assert zipped.trainer_dir == cache / "models" / "local" / key[:16] / TRAINER
     assert zipped.metadata["weights_sha256"] == key
     before = listing(cache)
-    again = models.resolve_model(str(kit["zips"]["flat"]), warn=warnings.append)
+    again = resolve_model(str(kit["zips"]["flat"]), warn=warnings.append)
     assert again.trainer_dir == zipped.trainer_dir and listing(cache) == before  # extracted once
     assert len(warnings) == 3 and all("arbitrary code" in w for w in warnings)
 
 
 def test_unknown_name_lists_known_names():
     with pytest.raises(UserError) as error:
-        models.resolve_model("rootletsegg")
+        resolve_model("rootletsegg")
     message = str(error.value)
     assert_one_sentence(message)
     assert "Unknown model 'rootletsegg'" in message
     for name in ("rootletseg", "multicon", "m5", "demo"):
         assert name in message
     with pytest.raises(UserError, match="does not exist"):
-        models.resolve_model("./no/such/model.zip")
+        resolve_model("./no/such/model.zip")
 
 
 def test_resolve_without_download_permission(cache):
     with pytest.raises(UserError, match="not installed: run `rootletseg models download m5`"):
-        models.resolve_model("m5", download=False)
+        resolve_model("m5", download=False)
     assert listing(cache) == []
 
 
 def test_installed_copy_with_wrong_published_sha_is_refused(server, kit, monkeypatch):
     server.routes["/m.zip"] = kit["data"]["flat"]
-    models.download_model("m5", url=server.url("/m.zip"))
-    monkeypatch.setitem(models.REGISTRY, "m5", dataclasses.replace(models.REGISTRY["m5"], sha256="f" * 64))
+    download_model("m5", url=server.url("/m.zip"))
+    monkeypatch.setitem(REGISTRY, "m5", dataclasses.replace(REGISTRY["m5"], sha256="f" * 64))
     with pytest.raises(UserError, match="is not the published release"):
-        models.resolve_model("m5")
+        resolve_model("m5")
 
 
 def test_demo_resolves_to_embedded_folder():
-    spec = models.REGISTRY["demo"]
+    spec = REGISTRY["demo"]
     assert spec.embedded_path.is_dir(), "the demo model is part of the repository"
     warnings = []
-    model = models.resolve_model("demo", warn=warnings.append)
+    model = resolve_model("demo", warn=warnings.append)
     assert spec.embedded_path in model.trainer_dir.parents or model.trainer_dir == spec.embedded_path
     assert model.metadata["source"] == "embedded" and model.metadata["trusted"] is True
     assert sorted(model.metadata["labels"]) == list(range(2, 10)) and len(model.metadata["weights_sha256"]) == 64
@@ -339,24 +362,24 @@ def test_demo_resolves_to_embedded_folder():
 
 def test_embedded_resolution_with_a_stand_in_folder(kit, monkeypatch, cache):
     """The embedded code path, whether or not the real demo model is built yet: a stand-in folder, used in place."""
-    monkeypatch.setitem(models.REGISTRY, "demo", dataclasses.replace(models.REGISTRY["demo"],
+    monkeypatch.setitem(REGISTRY, "demo", dataclasses.replace(REGISTRY["demo"],
                                                                      embedded_path=kit["good"]))
-    model = models.resolve_model("demo", warn=pytest.fail)
+    model = resolve_model("demo", warn=pytest.fail)
     assert model.trainer_dir == kit["good"] / TRAINER and model.metadata["source"] == "embedded"
-    assert model.metadata["weights_sha256"] == models.weights_sha256(model) and model.metadata["url"] is None
-    assert models.model_info("demo")["folds"] == ["0", "1"] and listing(cache) == []
+    assert model.metadata["weights_sha256"] == weights_sha256(model) and model.metadata["url"] is None
+    assert model_info("demo")["folds"] == ["0", "1"] and listing(cache) == []
 
 
 def test_list_and_info(server, kit):
-    rows = {row["name"]: row for row in models.list_models()}
+    rows = {row["name"]: row for row in list_models()}
     assert set(rows) >= {"rootletseg", "m5", "demo"}
     assert rows["rootletseg"]["installed"] is False and rows["rootletseg"]["labels"] == "2..9 (C2-T1)"
     server.routes["/m.zip"] = kit["data"]["flat"]
-    models.download_model("m5", url=server.url("/m.zip"))
-    rows = {row["name"]: row for row in models.list_models()}
+    download_model("m5", url=server.url("/m.zip"))
+    rows = {row["name"]: row for row in list_models()}
     assert rows["m5"]["installed"] is True and rows["m5"]["sha256"] == sha256_bytes(kit["data"]["flat"])
-    info = models.model_info("r20240730")
+    info = model_info("r20240730")
     assert info["name"] == "m5" and info["folds"] == ["0", "1"] and info["trainer"] == "nnUNetTrainer"
     assert info["record"]["size_bytes"] == len(kit["data"]["flat"])
     with pytest.raises(UserError, match="Unknown model"):
-        models.model_info("nope")
+        model_info("nope")

@@ -13,9 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_models_kit import (
-    TRAINER, ModelServer, free_port, listing, make_model_dir, offline_env, sha256_bytes, zip_folder,
+    TRAINER,
+    ModelServer,
+    free_port,
+    listing,
+    make_model_dir,
+    offline_env,
+    sha256_bytes,
+    zip_folder,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -204,7 +210,7 @@ def test_import_zip_and_folder_then_list(kit, home):
     assert "2..8 (C2-C8)" in rows["m5"]
     column = lines[0].index("INSTALLED")
     demo_state = rows["demo"][column:].split()[0]
-    assert demo_state == ("embedded" if (REPO_ROOT / "Resources" / "Models" / "demo").is_dir() else "missing")
+    assert demo_state == ("embedded" if (REPO_ROOT / "RootletSegLogic" / "synthetic" / "models" / "demo").is_dir() else "missing")
     assert rows["m5"][column:].split()[0] == "no"
     assert "imported" in rows["mine"] and "imported" in rows["model-spinal-rootlets-test"]
     assert f"cache: {home / 'models'}" in table.stdout

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 import slicer  # slicer-core, a test dependency (`make test` installs it): these tests must run, never skip
 
 # PyPI also has an unrelated package named `slicer`: say so instead of failing obscurely below
@@ -20,10 +19,36 @@ assert hasattr(slicer, "vtkMRMLScene"), "the installed `slicer` module is not 3D
 
 import vtk  # noqa: E402  (comes with slicer-core)
 
-from RootletSegLogic import mrml, mrml_levels, mrml_segments  # noqa: E402
-from RootletSegLogic.colors import LEVEL_COLORS  # noqa: E402
 from RootletSegLogic.errors import UserError  # noqa: E402
-from RootletSegLogic.level_types import DISC_NAMES, DiscPoint  # noqa: E402
+from RootletSegLogic.levels.colors import LEVEL_COLORS  # noqa: E402
+from RootletSegLogic.levels.types import DISC_NAMES, DiscPoint  # noqa: E402
+from RootletSegLogic.slicer.level_nodes import (
+    disc_points_from_markups,
+    disc_value_from_label,
+    level_bound_markups,
+    markups_from_disc_points,
+    next_disc_name,
+    pmj_from_markups,
+    update_level_chart,
+    update_level_table_node,
+)
+from RootletSegLogic.slicer.segments import (
+    LEVEL_TAG,
+    SOURCE_TAG,
+    _get_tag,
+    label_image_from_segments,
+    mask_image_from_segment,
+    show_level_segments,
+)
+from RootletSegLogic.slicer.terminology import (
+    terminology_entry_string,
+    terminology_file,
+)
+from RootletSegLogic.slicer.volumes import (
+    create_core_scene,
+    image_from_volume_node,
+    volume_node_from_image,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +56,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # ------------------------------------------------------------------------------------------------ helpers
 @pytest.fixture()
 def core():
-    return mrml.create_core_scene()
+    return create_core_scene()
 
 
 def _rotation(axis, degrees):
@@ -113,16 +138,18 @@ def _oblique_ijk_to_ras(spacing=(0.8, 1.3, 2.1), origin=(-40.5, 22.25, 101.0)):
 
 # ------------------------------------------------------------------------------------------------ scene set-up
 def test_module_imports_without_slicer_or_vtk():
-    """The rest of the core imports mrml.py, mrml_segments.py and mrml_levels.py without Slicer: slicer/vtk are
-    imported inside the functions."""
+    """The rest of the core imports the Slicer adapters (volumes, segments, level nodes, terminology) without Slicer:
+    slicer/vtk are imported inside the functions."""
     import subprocess
     import sys
 
     code = (
         "import sys; sys.modules['slicer'] = None; sys.modules['vtk'] = None; sys.modules['vtkmodules'] = None\n"
-        "from RootletSegLogic import mrml, mrml_levels, mrml_segments\n"
-        "print(mrml_segments.terminology_entry_string('rootlets'))\n"
-        "print(mrml_levels.disc_value_from_label('C2/C3'))\n"
+        "from RootletSegLogic.slicer import volumes, segments\n"
+        "from RootletSegLogic.slicer.level_nodes import disc_value_from_label\n"
+        "from RootletSegLogic.slicer.terminology import terminology_entry_string\n"
+        "print(terminology_entry_string('rootlets'))\n"
+        "print(disc_value_from_label('C2/C3'))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO_ROOT), timeout=120)
     assert done.returncode == 0, done.stderr
@@ -140,7 +167,7 @@ def test_core_scene_has_the_logics_and_converters(core):
 def test_terminology_entry_matches_slicers_own_serialization(core):
     logic = core.terminology_logic
     for kind, code, meaning in (("rootlets", "69733000", "Spinal nerve root"), ("cord", "2748008", "Spinal cord")):
-        text = mrml_segments.terminology_entry_string(kind)
+        text = terminology_entry_string(kind)
         entry = slicer.vtkSlicerTerminologyEntry()
         assert logic.DeserializeTerminologyEntry(text, entry)
         assert entry.GetTerminologyContextName() == "Segmentation category and type - RootletSeg"
@@ -149,7 +176,7 @@ def test_terminology_entry_matches_slicers_own_serialization(core):
         assert entry.GetTypeObject().GetCodeMeaning() == meaning
         assert entry.GetTypeObject().GetCodingSchemeDesignator() == "SCT"
         assert logic.SerializeTerminologyEntry(entry) == text
-    assert mrml_segments.terminology_file().is_file()
+    assert terminology_file().is_file()
 
 
 # --------------------------------------------------------------------------------------------- volume round trip
@@ -163,7 +190,7 @@ def test_oblique_volume_under_a_transform_round_trips_on_the_exact_grid(core, dt
     transform = _linear_transform_node(scene, _rigid())
     node.SetAndObserveTransformNodeID(transform.GetID())
 
-    image = mrml.image_from_volume_node(node)
+    image = image_from_volume_node(node)
 
     # the user's node is untouched (transform not hardened on it)
     assert node.GetTransformNodeID() == transform.GetID()
@@ -180,10 +207,10 @@ def test_oblique_volume_under_a_transform_round_trips_on_the_exact_grid(core, dt
     assert image.GetSize() == (11, 9, 6)
 
     # and back: a node without transform on the same world grid, values exact
-    back = mrml.volume_node_from_image(scene, image, "back")
+    back = volume_node_from_image(scene, image, "back")
     assert back.GetParentTransformNode() is None
     np.testing.assert_allclose(_world_ras_of_node_voxels(back, ijk), _world_ras_of_node_voxels(node, ijk), atol=1e-6)
-    again = mrml.image_from_volume_node(back)
+    again = image_from_volume_node(back)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(again), array)
     assert sitk.GetArrayViewFromImage(again).dtype == dtype
     np.testing.assert_allclose(again.GetOrigin(), image.GetOrigin(), atol=1e-9)
@@ -195,10 +222,10 @@ def test_labelmap_node_from_image_keeps_values(core):
     image = sitk.GetImageFromArray(np.arange(24, dtype=np.uint8).reshape(2, 3, 4) % 10)
     image.SetSpacing((0.5, 0.6, 3.0))
     image.SetOrigin((10.0, -4.0, 2.0))
-    node = mrml.volume_node_from_image(core.scene, image, "labels", labelmap=True)
+    node = volume_node_from_image(core.scene, image, "labels", labelmap=True)
     assert node.IsA("vtkMRMLLabelMapVolumeNode")
     assert core.scene.GetNodeByID(node.GetDisplayNode().GetColorNodeID()) is not None
-    back = mrml.image_from_volume_node(node)
+    back = image_from_volume_node(node)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image))
     np.testing.assert_allclose(back.GetOrigin(), image.GetOrigin(), atol=1e-9)
 
@@ -207,7 +234,7 @@ def test_scaled_transform_changes_spacing(core):
     node = _volume_node(core.scene, np.zeros((3, 4, 5), np.int16), _oblique_ijk_to_ras())
     scale = np.diag([2.0, 2.0, 2.0, 1.0])
     node.SetAndObserveTransformNodeID(_linear_transform_node(core.scene, scale).GetID())
-    image = mrml.image_from_volume_node(node)
+    image = image_from_volume_node(node)
     np.testing.assert_allclose(image.GetSpacing(), (1.6, 2.6, 4.2), atol=1e-9)
 
 
@@ -228,13 +255,13 @@ def test_non_linear_or_shearing_transforms_are_refused_clearly(core):
     warp.SetAndObserveTransformToParent(tps)
     node.SetAndObserveTransformNodeID(warp.GetID())
     with pytest.raises(UserError, match="non-linear.*T2 axial|T2 axial.*non-linear"):
-        mrml.image_from_volume_node(node)
+        image_from_volume_node(node)
 
     shear = np.eye(4)
     shear[0, 1] = 0.3
     node.SetAndObserveTransformNodeID(_linear_transform_node(scene, shear).GetID())
     with pytest.raises(UserError, match="sheared"):
-        mrml.image_from_volume_node(node)
+        image_from_volume_node(node)
 
 
 def test_vector_volume_is_refused(core):
@@ -244,17 +271,17 @@ def test_vector_volume_is_refused(core):
     image_data.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 3)
     node.SetAndObserveImageData(image_data)
     with pytest.raises(UserError, match="values per voxel"):
-        mrml.image_from_volume_node(node)
+        image_from_volume_node(node)
 
 
 # ------------------------------------------------------------------------------------------------ segments
 def _real_data(core, sct_data, transform=None):
     t2 = sitk.ReadImage(str(sct_data / "t2" / "t2.nii.gz"))
     labels = sitk.ReadImage(str(sct_data / "t2" / "t2_seg-deepseg_rootlets.nii.gz"))
-    volume = mrml.volume_node_from_image(core.scene, t2, "t2")
+    volume = volume_node_from_image(core.scene, t2, "t2")
     if transform is not None:
         volume.SetAndObserveTransformNodeID(_linear_transform_node(core.scene, transform).GetID())
-    world = mrml.image_from_volume_node(volume)  # the grid the core sees (and segments on)
+    world = image_from_volume_node(volume)  # the grid the core sees (and segments on)
     labels_world = sitk.GetImageFromArray(sitk.GetArrayFromImage(labels))
     labels_world.CopyInformation(world)
     return volume, labels_world
@@ -265,7 +292,7 @@ def _our_segments(segmentation_node):
     return {
         segmentation.GetSegment(i).GetName(): segmentation.GetSegment(i)
         for i in segmentation.GetSegmentIDs()
-        if mrml_segments._get_tag(segmentation.GetSegment(i), mrml_segments.SOURCE_TAG) == "RootletSeg"
+        if _get_tag(segmentation.GetSegment(i), SOURCE_TAG) == "RootletSeg"
     }
 
 
@@ -276,7 +303,7 @@ def test_label_map_becomes_level_segments_and_back_exactly(core, sct_data, trans
         sitk.ReadImage(str(sct_data / "t2" / "t2.nii.gz")).GetDirection())) == "PSR"
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
 
-    created = mrml_segments.show_level_segments(segmentation_node, labels, volume)
+    created = show_level_segments(segmentation_node, labels, volume)
 
     present = sorted(int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels)) if v)
     assert present == [3, 4, 5, 6]
@@ -289,9 +316,9 @@ def test_label_map_becomes_level_segments_and_back_exactly(core, sct_data, trans
         assert segment.GetName() == f"C{value} rootlets"
         np.testing.assert_allclose(segment.GetColor(), LEVEL_COLORS[value])
         colors.add(tuple(segment.GetColor()))
-        assert segment.GetTerminology() == mrml_segments.terminology_entry_string("rootlets")
-        assert mrml_segments._get_tag(segment, "TerminologyEntry") == mrml_segments.terminology_entry_string("rootlets")
-        assert mrml_segments._get_tag(segment, mrml_segments.LEVEL_TAG) == str(value)
+        assert segment.GetTerminology() == terminology_entry_string("rootlets")
+        assert _get_tag(segment, "TerminologyEntry") == terminology_entry_string("rootlets")
+        assert _get_tag(segment, LEVEL_TAG) == str(value)
         surface = segmentation_node.GetClosedSurfaceInternalRepresentation(segment_id)
         assert surface is not None and surface.GetNumberOfPoints() > 0 and surface.GetNumberOfCells() > 0
     assert len(colors) == len(created)
@@ -299,7 +326,7 @@ def test_label_map_becomes_level_segments_and_back_exactly(core, sct_data, trans
     if transformed:
         assert segmentation_node.GetTransformNodeID() == volume.GetTransformNodeID()
 
-    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
+    back = label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))
     np.testing.assert_allclose(back.GetOrigin(), labels.GetOrigin(), atol=1e-6)
     np.testing.assert_allclose(back.GetDirection(), labels.GetDirection(), atol=1e-9)
@@ -312,9 +339,9 @@ def test_segments_in_a_segmentation_under_another_transform_stay_in_place(core, 
     segmentation_node.GetSegmentation().AddEmptySegment("user", "My notes")
     other = _linear_transform_node(core.scene, _rigid((0, 0, 1), -30.0, (1.0, 2.0, 3.0)))
     segmentation_node.SetAndObserveTransformNodeID(other.GetID())
-    mrml_segments.show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
+    show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
     assert segmentation_node.GetTransformNodeID() == other.GetID()  # a node with user content is not moved
-    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
+    back = label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))
 
 
@@ -340,7 +367,7 @@ def _add_user_segment(segmentation_node, volume, mask_kji, name):
 def test_rerun_replaces_only_our_segments_and_keeps_the_users(core, sct_data):
     volume, labels = _real_data(core, sct_data)
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
-    mrml_segments.show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
+    show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
     array = sitk.GetArrayFromImage(labels)
     cord = np.zeros(array.shape, np.uint8)
     cord[:, 20:30, 25:35] = 1
@@ -352,36 +379,36 @@ def test_rerun_replaces_only_our_segments_and_keeps_the_users(core, sct_data):
     array2[array2 == 4] = 7
     labels2 = sitk.GetImageFromArray(array2)
     labels2.CopyInformation(labels)
-    mrml_segments.show_level_segments(segmentation_node, labels2, volume, closed_surfaces=False)
+    show_level_segments(segmentation_node, labels2, volume, closed_surfaces=False)
 
     segmentation = segmentation_node.GetSegmentation()
     names = [segmentation.GetSegment(i).GetName() for i in segmentation.GetSegmentIDs()]
     assert sorted(names) == ["C3 rootlets", "C5 rootlets", "C7 rootlets", "Spinal cord"]
     assert segmentation.GetSegment(cord_id).GetName() == "Spinal cord"
     np.testing.assert_array_equal(
-        sitk.GetArrayFromImage(mrml_segments.mask_image_from_segment(segmentation_node, cord_id, volume)), cord
+        sitk.GetArrayFromImage(mask_image_from_segment(segmentation_node, cord_id, volume)), cord
     )
-    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
+    back = label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), array2)
 
 
 def test_user_segments_named_like_levels_are_read_back(core, sct_data):
     volume, labels = _real_data(core, sct_data)
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
-    mrml_segments.show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
+    show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
     extra = np.zeros(sitk.GetArrayViewFromImage(labels).shape, np.uint8)
     extra[5:8, 40:42, 10:12] = 1  # a T1 level drawn by hand, no RootletSeg tags
     _add_user_segment(segmentation_node, volume, extra, "T1 rootlets")
     expected = sitk.GetArrayFromImage(labels)
     expected[extra > 0] = 9
-    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
+    back = label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), expected)
 
     # the Segment Editor keeps segments in shared labelmap layers (one layer, a label value per segment)
     segmentation = segmentation_node.GetSegmentation()
     segmentation.CollapseBinaryLabelmaps(False)
     assert segmentation.GetNumberOfLayers() < segmentation.GetNumberOfSegments()
-    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
+    back = label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), expected)
 
 
@@ -392,9 +419,9 @@ def test_labels_outside_c2_t1_still_round_trip(core, sct_data):
     odd = sitk.GetImageFromArray(array)
     odd.CopyInformation(labels)
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
-    created = mrml_segments.show_level_segments(segmentation_node, odd, volume, closed_surfaces=False)
+    created = show_level_segments(segmentation_node, odd, volume, closed_surfaces=False)
     assert segmentation_node.GetSegmentation().GetSegment(created[12]).GetName() == "label 12 rootlets"
-    back = mrml_segments.label_image_from_segments(segmentation_node, volume)
+    back = label_image_from_segments(segmentation_node, volume)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), array)
 
 
@@ -402,12 +429,12 @@ def test_no_level_segments_and_wrong_grid_are_clear_errors(core, sct_data):
     volume, labels = _real_data(core, sct_data)
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Empty")
     with pytest.raises(UserError, match="no rootlet level segments"):
-        mrml_segments.label_image_from_segments(segmentation_node, volume)
+        label_image_from_segments(segmentation_node, volume)
     with pytest.raises(UserError, match="has no segment"):
-        mrml_segments.mask_image_from_segment(segmentation_node, "nope", volume)
+        mask_image_from_segment(segmentation_node, "nope", volume)
     small = sitk.Image(5, 5, 5, sitk.sitkUInt8)
     with pytest.raises(UserError, match="not on the grid"):
-        mrml_segments.show_level_segments(segmentation_node, small, volume)
+        show_level_segments(segmentation_node, small, volume)
 
 
 # ------------------------------------------------------------------------------------------------ discs
@@ -418,7 +445,7 @@ def test_disc_points_round_trip_through_markups_under_a_transform(core):
     transform = _linear_transform_node(core.scene, _rigid())
     node.SetAndObserveTransformNodeID(transform.GetID())
 
-    assert mrml_levels.markups_from_disc_points(node, discs, pmj=pmj) is node
+    assert markups_from_disc_points(node, discs, pmj=pmj) is node
     labels = [node.GetNthControlPointLabel(i) for i in range(node.GetNumberOfControlPoints())]
     assert labels == ["C2/C3", "C3/C4", "T1/T2", "PMJ"]
     # stored in the node's local frame so that world positions are the given RAS points
@@ -428,21 +455,21 @@ def test_disc_points_round_trip_through_markups_under_a_transform(core):
         (np.linalg.inv(_rigid()) @ np.r_[discs[0].position_ras, 1.0])[:3], local, atol=1e-9
     )
 
-    back = mrml_levels.disc_points_from_markups(node)
+    back = disc_points_from_markups(node)
     assert [d.value for d in back] == [3, 4, 9, 50]
     for got, want in zip(back, discs + [DiscPoint(50, pmj)]):
         np.testing.assert_allclose(got.position_ras, want.position_ras, atol=1e-9)
-    np.testing.assert_allclose(mrml_levels.pmj_from_markups(node), pmj, atol=1e-9)
+    np.testing.assert_allclose(pmj_from_markups(node), pmj, atol=1e-9)
 
     # moving the transform moves the discs in world space
     shifted = _rigid(translation=(15.5, -2.25, 40.0))
     transform.SetMatrixTransformToParent(_vtk_matrix(shifted))
     expected = (shifted @ np.linalg.inv(_rigid()) @ np.r_[discs[0].position_ras, 1.0])[:3]
-    np.testing.assert_allclose(mrml_levels.disc_points_from_markups(node)[0].position_ras, expected, atol=1e-9)
+    np.testing.assert_allclose(disc_points_from_markups(node)[0].position_ras, expected, atol=1e-9)
 
 
 def test_markups_from_disc_points_on_a_scene_makes_a_discs_node(core):
-    node = mrml_levels.markups_from_disc_points(core.scene, [DiscPoint(5, (0.0, 0.0, 1.0))])
+    node = markups_from_disc_points(core.scene, [DiscPoint(5, (0.0, 0.0, 1.0))])
     assert node.GetName() == "Discs" and node.GetScene() is core.scene
     assert node.GetNthControlPointLabel(0) == "C4/C5"
 
@@ -451,34 +478,34 @@ def test_disc_labels_in_several_spellings_and_bad_labels(core):
     node = core.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Discs")
     for label, z in (("disc 3", 30.0), ("4", 20.0), ("c4-c5", 10.0), (" C5/C6 ", 0.0), ("pmj", 50.0)):
         node.AddControlPointWorld(vtk.vtkVector3d(0.0, 0.0, z), label)
-    assert [d.value for d in mrml_levels.disc_points_from_markups(node)] == [3, 4, 5, 6, 50]
-    assert mrml_levels.disc_value_from_label("C7/T1") == 8 and mrml_levels.disc_value_from_label("T1-T2") == 9
-    assert mrml_levels.disc_value_from_label("F-1") is None and mrml_levels.disc_value_from_label("disc 77") is None
+    assert [d.value for d in disc_points_from_markups(node)] == [3, 4, 5, 6, 50]
+    assert disc_value_from_label("C7/T1") == 8 and disc_value_from_label("T1-T2") == 9
+    assert disc_value_from_label("F-1") is None and disc_value_from_label("disc 77") is None
     # the panel reads a label as `rootletseg levels --disc-points` reads it in a .mrk.json file
-    from RootletSegLogic import discs
+    from RootletSegLogic.levels.discs import disc_value
 
     for spelling in ("C2/3", "C2_C3", "top of C1", "disc 3.0", "PMG", "C7T1"):
-        assert mrml_levels.disc_value_from_label(spelling) == discs.disc_value(spelling), spelling
+        assert disc_value_from_label(spelling) == disc_value(spelling), spelling
     node.AddControlPointWorld(vtk.vtkVector3d(0.0, 0.0, -5.0), "F-1")
     with pytest.raises(UserError, match="'F-1'.*not a disc name"):
-        mrml_levels.disc_points_from_markups(node)
+        disc_points_from_markups(node)
     node.SetNthControlPointLabel(node.GetNumberOfControlPoints() - 1, "C2/C3")
     with pytest.raises(UserError, match="C2/C3 is placed twice"):
-        mrml_levels.disc_points_from_markups(node)
+        disc_points_from_markups(node)
 
 
 def test_next_disc_name_follows_the_guided_order(core):
     node = core.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Discs")
-    assert mrml_levels.next_disc_name(node) == "C2/C3"
+    assert next_disc_name(node) == "C2/C3"
     node.AddControlPointWorld(vtk.vtkVector3d(0, 0, 0), "C2/C3")
     node.AddControlPointWorld(vtk.vtkVector3d(0, 0, -10), "5")  # C4/C5 placed out of order
     node.AddControlPointWorld(vtk.vtkVector3d(0, 0, 10), "PMJ")
-    assert mrml_levels.next_disc_name(node) == "C3/C4"
-    node.AddControlPointWorld(vtk.vtkVector3d(0, 0, -5), mrml_levels.next_disc_name(node))
-    assert mrml_levels.next_disc_name(node) == "C5/C6"
+    assert next_disc_name(node) == "C3/C4"
+    node.AddControlPointWorld(vtk.vtkVector3d(0, 0, -5), next_disc_name(node))
+    assert next_disc_name(node) == "C5/C6"
     for value in (6, 7, 8, 9):
         node.AddControlPointWorld(vtk.vtkVector3d(0, 0, -10.0 * value), DISC_NAMES[value])
-    assert mrml_levels.next_disc_name(node) == ""
+    assert next_disc_name(node) == ""
 
 
 # ------------------------------------------------------------------------------------------------ table, chart
@@ -489,14 +516,19 @@ def _result():
 
 
 def test_level_table_node_holds_the_same_numbers_as_the_levels_tsv(core):
-    from RootletSegLogic import export
+    from RootletSegLogic.levels.tables import (
+        DECIMALS,
+        LEVEL_COLUMNS,
+        level_table_rows,
+        level_table_tsv,
+    )
 
     result = _result()
-    rows = export.level_table_rows(result)
+    rows = level_table_rows(result)
     node = core.scene.AddNewNodeByClass("vtkMRMLTableNode", "Levels")
-    assert mrml_levels.update_level_table_node(node, result) is node
+    assert update_level_table_node(node, result) is node
     table = node.GetTable()
-    assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == list(export.LEVEL_COLUMNS)
+    assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == list(LEVEL_COLUMNS)
     assert table.GetNumberOfRows() == len(rows)
     assert table.GetColumnByName("label_value").IsA("vtkIntArray")
     assert table.GetColumnByName("n_voxels").IsA("vtkIntArray")
@@ -514,52 +546,54 @@ def test_level_table_node_holds_the_same_numbers_as_the_levels_tsv(core):
             else:
                 assert got == want, (r, name)
     # the table text equals the TSV's cells (3 decimals) for every numeric cell
-    tsv_lines = export.level_table_tsv(result).splitlines()
+    tsv_lines = level_table_tsv(result).splitlines()
     for r, line in enumerate(tsv_lines[1:]):
         for c, cell in enumerate(line.split("\t")):
             value = table.GetColumn(c).GetValue(r)
             if isinstance(value, float):
-                assert (cell == "" and math.isnan(value)) or cell == f"{value:.{export.DECIMALS}f}"
+                assert (cell == "" and math.isnan(value)) or cell == f"{value:.{DECIMALS}f}"
 
     # updating again keeps the node, replaces the content
     fewer = _result()
     fewer.rows = fewer.rows[:3]
     fewer.overlaps = [o for o in fewer.overlaps if o.spinal_level in ("C2", "C3", "C4")]
-    mrml_levels.update_level_table_node(node, fewer)
+    update_level_table_node(node, fewer)
     assert node.GetTable().GetNumberOfRows() == 3
 
 
 def test_gui_flow_on_the_phantom_gives_the_same_levels_as_the_files(core):
     """Phantom -> volume node -> level segments + cord segment + disc markups -> back to the core -> compute_levels:
     the table node holds exactly the numbers `rootletseg levels` computes from the phantom's own images."""
-    from RootletSegLogic import export, levels, phantom
+    from RootletSegLogic.levels.method import compute_levels
+    from RootletSegLogic.levels.tables import level_table_rows
+    from RootletSegLogic.synthetic.phantom import make_phantom
 
-    case = phantom.make_phantom(seed=0, orientation="PSR")
+    case = make_phantom(seed=0, orientation="PSR")
     discs = [DiscPoint(int(v), tuple(d["position_ras"])) for v, d in case.truth["discs"].items()]
     pmj = tuple(case.truth["pmj_ras"])
-    expected = levels.compute_levels(case.rootlets, case.cord, discs, pmj)
+    expected = compute_levels(case.rootlets, case.cord, discs, pmj)
 
     scene = core.scene
-    volume = mrml.volume_node_from_image(scene, case.image, "phantom")
+    volume = volume_node_from_image(scene, case.image, "phantom")
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
-    mrml_segments.show_level_segments(segmentation_node, case.rootlets, volume, closed_surfaces=False)
+    show_level_segments(segmentation_node, case.rootlets, volume, closed_surfaces=False)
     cord_id = _add_user_segment(segmentation_node, volume, sitk.GetArrayFromImage(case.cord) > 0, "Spinal cord")
-    markups = mrml_levels.markups_from_disc_points(scene, discs, pmj=pmj)
+    markups = markups_from_disc_points(scene, discs, pmj=pmj)
 
-    rootlets = mrml_segments.label_image_from_segments(segmentation_node, volume)
-    cord = mrml_segments.mask_image_from_segment(segmentation_node, cord_id, volume)
-    landmarks = mrml_levels.disc_points_from_markups(markups)
-    result = levels.compute_levels(rootlets, cord, landmarks)
+    rootlets = label_image_from_segments(segmentation_node, volume)
+    cord = mask_image_from_segment(segmentation_node, cord_id, volume)
+    landmarks = disc_points_from_markups(markups)
+    result = compute_levels(rootlets, cord, landmarks)
 
-    assert export.level_table_rows(result) == export.level_table_rows(expected)
-    node = mrml_levels.update_level_table_node(scene.AddNewNodeByClass("vtkMRMLTableNode", "Levels"), result)
-    rows = export.level_table_rows(expected)
+    assert level_table_rows(result) == level_table_rows(expected)
+    node = update_level_table_node(scene.AddNewNodeByClass("vtkMRMLTableNode", "Levels"), result)
+    rows = level_table_rows(expected)
     table = node.GetTable()
     for name in ("rostral_S_mm", "caudal_S_mm", "rostral_pmj_mm", "caudal_pmj_mm", "height_mm", "n_voxels"):
         column = table.GetColumnByName(name)
         assert [column.GetValue(r) for r in range(len(rows))] == [row[name] for row in rows], name
 
-    chart = mrml_levels.update_level_chart(scene, result)
+    chart = update_level_chart(scene, result)
     chart_table = chart.GetNthPlotSeriesNode(0).GetTableNode().GetTable()
     chart_levels = [chart_table.GetColumnByName("level").GetValue(r) for r in range(chart_table.GetNumberOfRows())]
     midpoints = chart_table.GetColumnByName("spinal_midpoint_mm")
@@ -570,7 +604,7 @@ def test_gui_flow_on_the_phantom_gives_the_same_levels_as_the_files(core):
 
 def test_level_chart_has_spinal_and_vertebral_series_and_is_reused(core):
     result = _result()
-    chart = mrml_levels.update_level_chart(core.scene, result)
+    chart = update_level_chart(core.scene, result)
     assert chart.IsA("vtkMRMLPlotChartNode")
     assert chart.GetNumberOfPlotSeriesNodes() == 6
     names = set()
@@ -591,18 +625,18 @@ def test_level_chart_has_spinal_and_vertebral_series_and_is_reused(core):
     assert math.isnan(spinal_mid.GetValue(levels.index("T1")))  # no spinal T1 in this result
     assert "PMJ" in chart.GetYAxisTitle()
 
-    again = mrml_levels.update_level_chart(core.scene, result)
+    again = update_level_chart(core.scene, result)
     assert again is chart or again.GetID() == chart.GetID()
     assert core.scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 1
     assert core.scene.GetNumberOfNodesByClass("vtkMRMLPlotSeriesNode") == 6
 
 
 def test_level_bound_markups_match_the_exported_markups(core):
-    from RootletSegLogic import export
+    from RootletSegLogic.levels.planning import level_markups
 
     result = _result()
-    node = mrml_levels.level_bound_markups(core.scene, result)
-    exported = export.level_markups(result, coordinate_system="RAS")["markups"][0]["controlPoints"]
+    node = level_bound_markups(core.scene, result)
+    exported = level_markups(result, coordinate_system="RAS")["markups"][0]["controlPoints"]
     assert node.GetNumberOfControlPoints() == len(exported) > 0
     for index, point in enumerate(exported):
         assert node.GetNthControlPointLabel(index) == point["label"]
@@ -610,27 +644,28 @@ def test_level_bound_markups_match_the_exported_markups(core):
         node.GetNthControlPointPositionWorld(index, position)
         np.testing.assert_allclose(position, point["position"], atol=1e-9)
     assert node.GetNthControlPointLabel(0) == "C2 rostral"
-    mrml_levels.level_bound_markups(core.scene, result)
+    level_bound_markups(core.scene, result)
     assert core.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode") == 1
 
 
 def test_label_map_read_back_from_nifti_fits_an_oblique_transformed_volume(core, tmp_path):
     """The GUI's path: the world-space volume is written to NIfTI for the CLI, the CLI's label map is read back.
     NIfTI stores the geometry in single precision: the segments still land exactly on the volume's grid."""
-    from RootletSegLogic import imageio
+    from RootletSegLogic.images.atomic import write_image
+    from RootletSegLogic.images.reading import read_label_map
 
     rng = np.random.default_rng(3)
     node = _volume_node(core.scene, rng.normal(size=(7, 8, 9)).astype(np.float32), _oblique_ijk_to_ras())
     node.SetAndObserveTransformNodeID(_linear_transform_node(core.scene, _rigid()).GetID())
-    world = mrml.image_from_volume_node(node)
+    world = image_from_volume_node(node)
     labels = sitk.GetImageFromArray(rng.integers(0, 10, size=(7, 8, 9)).astype(np.uint8))
     labels.CopyInformation(world)
-    imageio.write_image(labels, tmp_path / "seg.nii.gz")
-    from_file = imageio.read_label_map(tmp_path / "seg.nii.gz")
+    write_image(labels, tmp_path / "seg.nii.gz")
+    from_file = read_label_map(tmp_path / "seg.nii.gz")
     assert from_file.GetOrigin() != world.GetOrigin() or from_file.GetDirection() != world.GetDirection()
 
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
-    mrml_segments.show_level_segments(segmentation_node, from_file, node, closed_surfaces=False)
-    back = mrml_segments.label_image_from_segments(segmentation_node, node)
+    show_level_segments(segmentation_node, from_file, node, closed_surfaces=False)
+    back = label_image_from_segments(segmentation_node, node)
     # every value, label 1 ("label 1 rootlets") included, comes back by its RootletSeg tag
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))

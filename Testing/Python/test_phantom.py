@@ -10,13 +10,21 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from RootletSegLogic import imageio
-from RootletSegLogic.errors import UserError
-from RootletSegLogic.phantom import (
-    DEFAULT_SHAPE, DISC_VALUES, LEVELS, PMJ_VALUE, entry_zone_bounds, make_phantom, write_phantom,
-)
 from conftest import REPO_ROOT
+
+from RootletSegLogic.errors import UserError
+from RootletSegLogic.images.grid import same_grid
+from RootletSegLogic.images.orientation import axcodes_of, reorient
+from RootletSegLogic.images.world import lps_to_ras, ras_to_lps, voxel_centers_lps
+from RootletSegLogic.levels.types import PMJ_VALUE
+from RootletSegLogic.synthetic.phantom import (
+    DEFAULT_SHAPE,
+    DISC_VALUES,
+    LEVELS,
+    entry_zone_bounds,
+    make_phantom,
+    write_phantom,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +58,9 @@ def test_every_seed_has_all_levels_in_order(seed):
 
 def test_default_grid_and_labels(phantom0):
     assert phantom0.image.GetSize() == DEFAULT_SHAPE
-    assert imageio.axcodes_of(phantom0.image) == "RAS"
+    assert axcodes_of(phantom0.image) == "RAS"
     for image in phantom0.images().values():
-        assert imageio.same_grid(image, phantom0.image)
+        assert same_grid(image, phantom0.image)
     assert arr(phantom0.image).dtype == np.float32
     rootlets, discs, pmj, cord = arr(phantom0.rootlets), arr(phantom0.discs), arr(phantom0.pmj), arr(phantom0.cord)
     for a in (rootlets, discs, pmj, cord):
@@ -110,7 +118,7 @@ def test_levels_ordered_rostro_caudally_with_anatomical_shift(phantom0):
     cord = phantom0.cord
     for v in DISC_VALUES:
         ras = truth["discs"][str(v)]["position_ras"]
-        i, j, k = cord.TransformPhysicalPointToIndex(tuple(imageio.ras_to_lps(ras)))
+        i, j, k = cord.TransformPhysicalPointToIndex(tuple(ras_to_lps(ras)))
         column = arr(cord)[k, :, i]
         anterior_edge = np.nonzero(column)[0].max()
         assert 0 < j - anterior_edge <= 3
@@ -118,7 +126,7 @@ def test_levels_ordered_rostro_caudally_with_anatomical_shift(phantom0):
 
 def test_truth_matches_label_maps(phantom0):
     rootlets, cord = arr(phantom0.rootlets), arr(phantom0.cord)
-    s = imageio.voxel_centers_lps(phantom0.image, [(0, 0, k) for k in range(rootlets.shape[0])])[:, 2]
+    s = voxel_centers_lps(phantom0.image, [(0, 0, k) for k in range(rootlets.shape[0])])[:, 2]
     bounds = entry_zone_bounds(rootlets, cord, s)
     for name, level in phantom0.truth["levels"].items():
         assert (level["rostral_S_mm"], level["caudal_S_mm"], level["n_voxels"]) == bounds[level["label"]]
@@ -134,12 +142,12 @@ def _physical_truth(phantom):
 @pytest.mark.parametrize("orientation", ["LPS", "PSR", "ILA"])
 def test_same_truth_in_other_orientations(phantom0, orientation):
     other = make_phantom(seed=0, orientation=orientation)
-    assert imageio.axcodes_of(other.image) == orientation
+    assert axcodes_of(other.image) == orientation
     assert _physical_truth(other) == _physical_truth(phantom0)
-    back = imageio.reorient(other.rootlets, "RAS")
-    assert imageio.same_grid(back, phantom0.rootlets)
+    back = reorient(other.rootlets, "RAS")
+    assert same_grid(back, phantom0.rootlets)
     assert np.array_equal(arr(back), arr(phantom0.rootlets))
-    assert np.array_equal(arr(imageio.reorient(other.image, "RAS")), arr(phantom0.image))
+    assert np.array_equal(arr(reorient(other.image, "RAS")), arr(phantom0.image))
 
 
 @pytest.mark.parametrize("shape, spacing, orientation", [
@@ -162,7 +170,7 @@ def test_same_physical_truth_on_other_grids(phantom0, shape, spacing, orientatio
     # the cord is the same physical object: same centre of mass (RAS) within a fraction of a voxel
     def centroid(image):
         idx = np.argwhere(arr(image) > 0)[:, ::-1]
-        return imageio.lps_to_ras(imageio.voxel_centers_lps(image, idx)).mean(axis=0)
+        return lps_to_ras(voxel_centers_lps(image, idx)).mean(axis=0)
     assert np.allclose(centroid(other.cord), centroid(phantom0.cord), atol=0.5)
 
 
@@ -184,7 +192,7 @@ def test_write_phantom_all_files_and_no_overwrite(tmp_path, phantom0):
     assert json.loads(paths["truth"].read_text())["seed"] == 0
     read = sitk.ReadImage(str(paths["rootlets"]))
     assert np.array_equal(arr(read), arr(phantom0.rootlets))
-    assert imageio.same_grid(read, phantom0.rootlets)
+    assert same_grid(read, phantom0.rootlets)
     before = paths["image"].stat().st_mtime_ns
     with pytest.raises(UserError, match="already exists"):
         write_phantom(make_phantom(seed=1), out)
@@ -195,10 +203,10 @@ def test_write_phantom_all_files_and_no_overwrite(tmp_path, phantom0):
 
 
 def _phantom_parser():
-    from RootletSegLogic import cli_phantom
+    from RootletSegLogic.cli.phantom import register
 
     parser = argparse.ArgumentParser(prog="rootletseg")
-    cli_phantom.register(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     return parser
 
 
@@ -225,7 +233,7 @@ def test_cli_run_writes_and_refuses_overwrite(tmp_path):
     assert args.func(args, reporter) == 0
     assert set(reporter.outputs) == {"image", "rootlets", "cord", "discs", "pmj", "truth"}
     image = sitk.ReadImage(reporter.outputs["image"])
-    assert image.GetSize() == (40, 40, 100) and imageio.axcodes_of(image) == "LPS"
+    assert image.GetSize() == (40, 40, 100) and axcodes_of(image) == "LPS"
     with pytest.raises(UserError, match="already exists"):
         args.func(args, _Reporter())
     bad = _phantom_parser().parse_args(["phantom", "--out", str(tmp_path / "x"), "--orientation", "RAX"])

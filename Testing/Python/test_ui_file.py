@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from RootletSegLogic.slicer import session
+
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "RootletSeg" / "RootletSeg.py"
 UI = REPO / "Resources" / "UI" / "RootletSeg.ui"
@@ -74,7 +76,7 @@ ALLOWED_TOP_LEVEL_IMPORTS = {
     "ctk", "qt", "vtk", "slicer", "slicer.i18n", "slicer.parameterNodeWrapper", "slicer.ScriptedLoadableModule",
     "slicer.util",
     # the light core modules (no torch / nnU-Net / matplotlib at import)
-    "RootletSegLogic", "RootletSegLogic.errors", "RootletSegLogic.gui_support",
+    "RootletSegLogic", "RootletSegLogic.errors", "RootletSegLogic.slicer", "RootletSegLogic.slicer.session",
 }
 HEAVY_MODULES = ("torch", "nnunetv2", "matplotlib", "scipy")
 
@@ -121,7 +123,6 @@ def _wrapper_fields(tree: ast.Module) -> dict:
 
 
 def _kind(annotation: str) -> str:
-    from RootletSegLogic import gui_support
 
     if annotation.startswith("vtkMRML"):
         return "node"
@@ -133,7 +134,7 @@ def _kind(annotation: str) -> str:
         return "path"
     if annotation.startswith("Annotated[") and "Choice" in annotation:
         return "choice"
-    if hasattr(gui_support, annotation):
+    if hasattr(session, annotation):
         return "enum"
     return "unknown"
 
@@ -173,11 +174,10 @@ def test_every_binding_names_a_parameter_of_a_representable_type(tree, ui_root):
 
 
 def test_enum_parameters_exist_in_the_core(tree):
-    from RootletSegLogic import gui_support
 
     for field, annotation in _wrapper_fields(tree).items():
         if _kind(annotation) == "enum":
-            enum_type = getattr(gui_support, annotation)
+            enum_type = getattr(session, annotation)
             assert len(list(enum_type)) >= 2 and all(callable(getattr(m, "label")) for m in enum_type), field
 
 
@@ -223,17 +223,18 @@ def test_top_level_imports_are_allowed(tree):
 
 
 def test_names_used_from_the_core_exist(tree):
-    """`child_process.x`, `gui_support.x`, `mrml*.x`, `dependencies.x` in RootletSeg.py exist in the core."""
+    """`child_process.x`, `session.x`, `volumes.x`, `segments.x`, `level_nodes.x`, `dependencies.x` in RootletSeg.py
+    exist in the core."""
     modules = {}
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module == "RootletSegLogic":
+        if isinstance(node, ast.ImportFrom) and node.module == "RootletSegLogic.slicer":
             for alias in node.names:
-                modules[alias.asname or alias.name] = importlib.import_module(f"RootletSegLogic.{alias.name}")
+                modules[alias.asname or alias.name] = importlib.import_module(f"RootletSegLogic.slicer.{alias.name}")
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("RootletSegLogic."):
             module = importlib.import_module(node.module)
             for alias in node.names:
                 assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
-    assert set(modules) >= {"child_process", "gui_support", "mrml", "dependencies"}
+    assert set(modules) >= {"child_process", "session", "volumes", "dependencies"}
     checked = 0
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:

@@ -1,0 +1,36 @@
+"""File names and identities: image suffixes and stems, absolute paths, sha256 of a file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def absolute_path(path: os.PathLike | str) -> Path:
+    """Absolute, normalised path ("a/../b" -> "b"), without resolving symbolic links: what users see printed."""
+    return Path(os.path.abspath(os.fspath(path)))
+
+
+# ----------------------------------------------------------------------------------------------------- reading
+def image_stem(path: os.PathLike | str) -> str:
+    """File name without its image suffix and without nnU-Net's channel suffix `_0000`."""
+    name = Path(path).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    if name.endswith("_0000"):
+        name = name[: -len("_0000")]
+    return name
+
+
+def file_sha256(path: os.PathLike | str, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

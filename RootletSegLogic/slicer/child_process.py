@@ -1,0 +1,450 @@
+"""Run a `rootletseg` command as a child process without blocking a GUI: JSON-lines progress, cancel, clean-up.
+
+The Slicer module uses this to run `python -m RootletSegLogic segment ... --progress json` with Slicer's own Python
+interpreter (PythonSlicer), so that nnU-Net inference never blocks the GUI thread and can be cancelled. Nothing here
+imports Qt or Slicer: a GUI calls `ChildProcess.poll()` from a timer and gets parsed protocol events
+(see `RootletSegLogic.progress` for the protocol); tests call `wait()`.
+
+Process tree: the child starts in its own session / process group (POSIX) or its own process group (Windows), so
+`cancel()` ends the child *and everything it started* (nnU-Net may start worker processes):
+POSIX: SIGTERM to the group (the CLI stops cleanly and writes nothing half-done), SIGKILL to the group after a grace
+period; Windows: CTRL_BREAK_EVENT to the group, then `taskkill /T /F` after the grace period.
+
+Temporary files: paths registered with `add_temporary_path` (or created by `make_temporary_directory`) are removed
+when the run fails or is cancelled, and by `close()` after a successful run (the caller first reads the outputs);
+anything left is removed at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from RootletSegLogic.slicer.process_tree import (
+    DEFAULT_GRACE_S,
+    end_strays,
+    terminate_process_tree,
+)
+
+PACKAGE_NAME = "RootletSegLogic"
+READER_DRAIN_S = 1.0  # after the child exits, how long workers it left may keep its output pipes open
+STDERR_KEEP_LINES = 400
+
+# ------------------------------------------------------------------------------------------------ interpreter
+
+
+def package_parent() -> Path:
+    """Folder holding the `RootletSegLogic` package (the repository root, or Slicer's qt-scripted-modules folder)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def running_inside_slicer() -> bool:
+    """True inside the Slicer application, whose `sys.executable` is the Slicer program rather than a Python."""
+    name = Path(sys.executable).name.lower()
+    return not name.startswith("python")
+
+
+def python_executable(inside_slicer: Optional[bool] = None) -> str:
+    """Interpreter that can run `python -m RootletSegLogic` with the packages of the current environment.
+
+    In plain Python this is `sys.executable`. Inside Slicer, `sys.executable` is the application itself, and Slicer's
+    Python interpreter is the `PythonSlicer` launcher, which Slicer puts on PATH and installs beside its executable.
+    Raises RuntimeError when it cannot be found.
+    """
+    if inside_slicer is None:
+        inside_slicer = running_inside_slicer()
+    if not inside_slicer:
+        return sys.executable
+    exe_name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    found = shutil.which("PythonSlicer")
+    if found:
+        return found
+    beside = Path(sys.executable).resolve().parent / exe_name
+    if beside.is_file():
+        return str(beside)
+    raise RuntimeError(
+        f"Slicer's Python interpreter ({exe_name}) was not found on PATH nor beside {sys.executable}: "
+        "reinstall Slicer or run the `rootletseg` command in a terminal."
+    )
+
+
+def child_environment(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Environment for the child: the package importable (PYTHONPATH), unbuffered UTF-8 output."""
+    env = dict(os.environ if base is None else base)
+    parent = str(package_parent())
+    existing = env.get("PYTHONPATH", "")
+    parts = [p for p in existing.split(os.pathsep) if p]
+    if parent not in parts:
+        parts.insert(0, parent)
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+def rootletseg_command(args: Sequence[str], python: Optional[str] = None) -> List[str]:
+    """`[python, "-m", "RootletSegLogic", *args]`: the `rootletseg` command run with a chosen interpreter."""
+    return [python or python_executable(), "-m", PACKAGE_NAME, *[str(a) for a in args]]
+
+
+def segment_command(
+    input_path: os.PathLike | str,
+    output_path: os.PathLike | str,
+    model: str,
+    device: str = "auto",
+    tta: bool = False,
+    overwrite: bool = True,
+    python: Optional[str] = None,
+    extra_args: Iterable[str] = (),
+) -> List[str]:
+    """Command line of `rootletseg segment IMAGE -o OUT --model M --device D [--tta] --progress json`.
+
+    `model` is a registry name (rootletseg, m5, demo) or the path of a model folder or zip; `device` a value of the
+    CLI's `--device` option. `overwrite` is for outputs in a private temporary folder (the Slicer module's case).
+    """
+    if not str(model).strip():
+        raise ValueError("model must be a registry name or a path")
+    args = ["segment", str(input_path), "-o", str(output_path), "--model", str(model), "--device", device]
+    if tta:
+        args.append("--tta")
+    if overwrite:
+        args.append("--overwrite")
+    args += ["--progress", "json", *extra_args]
+    return rootletseg_command(args, python)
+
+
+# ------------------------------------------------------------------------------------------------ events
+
+
+def parse_line(line: str) -> dict:
+    """One stdout line -> protocol event dict. A line that is not a protocol object becomes {"type": "log"}."""
+    text = line.rstrip("\r\n")
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return {"type": "log", "message": text}
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        return {"type": "log", "message": text}
+    return obj
+
+
+def describe_event(event: dict) -> tuple:
+    """(percent 0..100 or None, status text) for a progress bar and a status line."""
+    kind = event.get("type")
+    if kind == "progress":
+        fraction = event.get("fraction")
+        if fraction is None and event.get("total"):
+            fraction = event.get("done", 0) / event["total"]
+        percent = None if fraction is None else int(round(100 * max(0.0, min(1.0, float(fraction)))))
+        stage = event.get("stage", "")
+        message = event.get("message", "")
+        text = f"{stage}: {message}" if message else str(stage)
+        return percent, text
+    if kind == "warning":
+        return None, "Warning: " + str(event.get("message", ""))
+    if kind == "error":
+        return None, "Error: " + str(event.get("message", ""))
+    if kind == "result":
+        return 100, "Done."
+    if kind == "finished":
+        if event.get("cancelled"):
+            return None, "Cancelled."
+        return (100, "Done.") if event.get("returncode") == 0 else (None, "Failed: " + str(event.get("error") or ""))
+    return None, str(event.get("message", ""))
+
+
+# ------------------------------------------------------------------------------------------------ temp files
+
+_LEFTOVERS: set = set()
+_LEFTOVERS_LOCK = threading.Lock()
+
+
+def remove_path(path: os.PathLike | str) -> bool:
+    """Remove a file or a folder tree; True when nothing is left at `path`."""
+    p = Path(path)
+    try:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    except OSError:
+        pass
+    return not (p.exists() or p.is_symlink())
+
+
+@atexit.register
+def _remove_leftovers() -> None:
+    with _LEFTOVERS_LOCK:
+        paths = list(_LEFTOVERS)
+        _LEFTOVERS.clear()
+    for path in paths:
+        remove_path(path)
+
+
+# ------------------------------------------------------------------------------------------------ runner
+
+
+class ChildProcess:
+    """One child process: start it, poll its JSON-lines events, cancel its whole process tree, clean up.
+
+    Thread-safe for one GUI thread calling start/poll/cancel/close. States: not started -> running -> finished.
+    After the run: `returncode`, `result` (the outputs dict of the "result" event), `error` (one message, or None),
+    `warnings`, `cancelled`, `stderr_text`.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Optional[Dict[str, str]] = None,
+        cwd: Optional[os.PathLike | str] = None,
+        temporary_paths: Iterable[os.PathLike | str] = (),
+        grace_s: float = DEFAULT_GRACE_S,
+    ):
+        self.argv = [str(a) for a in argv]
+        self.env = child_environment() if env is None else env
+        self.cwd = None if cwd is None else str(cwd)
+        self.grace_s = float(grace_s)
+        self._temporary: List[Path] = []
+        for path in temporary_paths:
+            self.add_temporary_path(path)
+        self._process: Optional[subprocess.Popen] = None
+        self._events: "queue.Queue[dict]" = queue.Queue()
+        self._stderr_lines: List[str] = []
+        self._stderr_lock = threading.Lock()
+        self._threads: List[threading.Thread] = []
+        self._finished_reported = False
+        self._exit_seen: Optional[float] = None
+        self.returncode: Optional[int] = None
+        self.result: Optional[dict] = None
+        self.error: Optional[str] = None
+        self.warnings: List[str] = []
+        self.cancelled = False
+        self.output_path: Optional[Path] = None  # what the caller expects the command to write (informative)
+
+    # ---- temporary files
+    def add_temporary_path(self, path: os.PathLike | str) -> Path:
+        """Register a file or folder to remove when the run fails, is cancelled, or is closed."""
+        p = Path(path)
+        self._temporary.append(p)
+        with _LEFTOVERS_LOCK:
+            _LEFTOVERS.add(str(p))
+        return p
+
+    def make_temporary_directory(self, prefix: str = "rootletseg_") -> Path:
+        """A new private temporary folder, registered for removal."""
+        return self.add_temporary_path(tempfile.mkdtemp(prefix=prefix))
+
+    @property
+    def temporary_paths(self) -> List[Path]:
+        return list(self._temporary)
+
+    def remove_temporary_paths(self) -> bool:
+        """Remove every registered temporary path; True when none is left."""
+        all_gone = True
+        for p in self._temporary:
+            gone = remove_path(p)
+            all_gone = all_gone and gone
+            if gone:
+                with _LEFTOVERS_LOCK:
+                    _LEFTOVERS.discard(str(p))
+        return all_gone
+
+    # ---- life cycle
+    @property
+    def pid(self) -> Optional[int]:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def started(self) -> bool:
+        return self._process is not None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> "ChildProcess":
+        if self._process is not None:
+            raise RuntimeError("this child process was already started")
+        kwargs = dict(
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.env,
+            cwd=self.cwd,
+            bufsize=1,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        if os.name == "nt":
+            flags = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+            kwargs["creationflags"] = flags
+        else:
+            kwargs["start_new_session"] = True  # own session and process group: pgid == pid
+        try:
+            self._process = subprocess.Popen(self.argv, **kwargs)
+        except OSError as error:
+            self.remove_temporary_paths()
+            raise RuntimeError(f"Could not start {self.argv[0]}: {error}") from error
+        for target, stream in ((self._read_stdout, self._process.stdout), (self._read_stderr, self._process.stderr)):
+            thread = threading.Thread(target=target, args=(stream,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _read_stdout(self, stream) -> None:
+        try:
+            for line in stream:
+                if line.strip():
+                    self._events.put(parse_line(line))
+        except (OSError, ValueError):
+            pass
+
+    def _read_stderr(self, stream) -> None:
+        try:
+            for line in stream:
+                with self._stderr_lock:
+                    self._stderr_lines.append(line.rstrip("\r\n"))
+                    if len(self._stderr_lines) > STDERR_KEEP_LINES:
+                        del self._stderr_lines[: len(self._stderr_lines) - STDERR_KEEP_LINES]
+        except (OSError, ValueError):
+            pass
+
+    @property
+    def stderr_text(self) -> str:
+        with self._stderr_lock:
+            return "\n".join(self._stderr_lines)
+
+    def _record(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "result" and isinstance(event.get("outputs"), dict):
+            self.result = event["outputs"]
+        elif kind == "error":
+            self.error = str(event.get("message", "")) or self.error
+        elif kind == "warning":
+            self.warnings.append(str(event.get("message", "")))
+
+    def poll(self) -> List[dict]:
+        """Events received since the last call, in order, without blocking.
+
+        When the child has exited and its output is read to the end, the last event is
+        {"type": "finished", "returncode", "cancelled", "error", "result"}, reported once.
+        """
+        events = self._drain_queue()
+        if self._process is not None and not self._finished_reported and self._process.poll() is not None:
+            if self._exit_seen is None:
+                self._exit_seen = time.monotonic()
+            readers_done = all(not t.is_alive() for t in self._threads)
+            if not readers_done and time.monotonic() - self._exit_seen > READER_DRAIN_S:
+                # The child exited but processes it started still hold its output pipes: they are strays of a
+                # finished run, so they are ended (POSIX: the whole group) and the run is reported finished.
+                end_strays(self._process)
+                for thread in self._threads:
+                    thread.join(timeout=1.0)
+                readers_done = True
+            if readers_done:
+                # the readers are done: anything they queued in between is still to deliver
+                events.extend(self._drain_queue())
+                events.append(self._finish())
+        return events
+
+    def _drain_queue(self) -> List[dict]:
+        """Every event queued by the reader threads so far, recorded, in order."""
+        events: List[dict] = []
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return events
+            self._record(event)
+            events.append(event)
+
+    def _finish(self) -> dict:
+        self._finished_reported = True
+        self.returncode = self._process.returncode
+        if self.returncode != 0 and not self.cancelled and not self.error:
+            self.error = last_error_line(self.stderr_text) or f"the command failed with exit code {self.returncode}"
+        if self.cancelled:
+            self.error = "cancelled"
+        if self.returncode != 0 or self.cancelled:
+            self.remove_temporary_paths()
+        return {
+            "type": "finished",
+            "returncode": self.returncode,
+            "cancelled": self.cancelled,
+            "error": self.error if (self.returncode != 0 or self.cancelled) else None,
+            "result": self.result,
+        }
+
+    def wait(self, timeout: Optional[float] = None) -> List[dict]:
+        """Block until the child finishes (for tests and batch use); returns every event not yet polled."""
+        if self._process is None:
+            raise RuntimeError("the child process was not started")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        events: List[dict] = []
+        while True:
+            events += self.poll()
+            if self._finished_reported:
+                return events
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"the child process {self.pid} did not finish within {timeout} s")
+            time.sleep(0.02)
+
+    def cancel(self, grace_s: Optional[float] = None) -> None:
+        """End the child and every process it started; then remove the temporary paths.
+
+        Blocks at most about `grace_s` (+ a short wait for SIGKILL). Safe to call at any time, also twice.
+        """
+        grace = self.grace_s if grace_s is None else float(grace_s)
+        process = self._process
+        if process is None:
+            self.cancelled = True
+            self.remove_temporary_paths()
+            return
+        if process.poll() is None:
+            self.cancelled = True
+        terminate_process_tree(process, grace)
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        self.remove_temporary_paths()  # the next poll() reports {"type": "finished", "cancelled": True}
+
+    def close(self) -> None:
+        """Finish with this run: end the child if still running and remove the temporary paths."""
+        if self.running:
+            self.cancel()
+        else:
+            if self._process is not None:
+                for stream in (self._process.stdout, self._process.stderr):
+                    try:
+                        if stream is not None and all(not t.is_alive() for t in self._threads):
+                            stream.close()
+                    except OSError:
+                        pass
+            self.remove_temporary_paths()
+
+    def __enter__(self) -> "ChildProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def last_error_line(stderr_text: str) -> str:
+    """The most telling line of a failed command's stderr: its `rootletseg: error:` sentence, else the last line."""
+    lines = [line.strip() for line in stderr_text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("rootletseg: error:"):
+            return line[len("rootletseg: error:"):].strip()
+    return lines[-1] if lines else ""
