@@ -1,4 +1,5 @@
-"""Image I/O, orientation and atomic-output helpers (real files, real SimpleITK)."""
+"""RootletSegLogic.images: reading, orientation, grids, world coordinates and atomic outputs (real files, real
+SimpleITK)."""
 
 from __future__ import annotations
 
@@ -86,13 +87,83 @@ def test_oblique_direction_maps_to_closest_axes_and_back():
     assert np.array_equal(sitk.GetArrayFromImage(restored), sitk.GetArrayFromImage(image))
 
 
+def test_dicomorient_letters_are_to_letters():
+    """The convention the module relies on: DICOMOrient names where voxel axes point TO, in LPS world."""
+    identity = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    assert sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(identity) == "LPS"
+    image = _asymmetric_image("RAS")
+    assert image.GetDirection() == (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
+    # i increases toward the patient's Right: world x (LPS, + = Left) decreases along i
+    assert image.TransformIndexToPhysicalPoint((1, 0, 0))[0] < image.TransformIndexToPhysicalPoint((0, 0, 0))[0]
+    assert axcodes_of(image) == "RAS"
+    assert axcodes_of(sitk.DICOMOrient(image, "PSR")) == "PSR"
+
+
+def _random_directions(count: int, seed: int):
+    """Uniform random rotations (half of them with one axis mirrored), row-major tuples for SetDirection."""
+    from scipy.spatial.transform import Rotation
+
+    matrices = Rotation.random(count, random_state=seed).as_matrix()
+    matrices[1::2, :, 0] *= -1  # left-handed voxel axes also occur in files
+    return [tuple(m.ravel()) for m in matrices]
+
+
+def test_600_random_oblique_directions_match_dicomorient_and_round_trip():
+    rng = np.random.default_rng(11)
+    array = rng.integers(0, 30000, size=(4, 3, 5)).astype(np.int16)
+    for n, direction in enumerate(_random_directions(600, seed=5)):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing(tuple(rng.uniform(0.3, 3.0, 3)))
+        image.SetOrigin(tuple(rng.uniform(-100.0, 100.0, 3)))
+        image.SetDirection(direction)
+        code = ALL_AXCODES[n % 48]
+        plan = Reorientation(image, code)
+        moved = plan.apply(image)
+        reference = sitk.DICOMOrient(image, code)
+        assert axcodes_of(image) == sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(direction)
+        assert axcodes_of(moved) == code
+        assert np.array_equal(sitk.GetArrayViewFromImage(moved), sitk.GetArrayViewFromImage(reference))
+        assert moved.GetOrigin() == reference.GetOrigin() and moved.GetDirection() == reference.GetDirection()
+        assert np.array_equal(plan.apply_array_zyx(array), sitk.GetArrayViewFromImage(moved))
+        restored = plan.restore(moved)
+        assert np.array_equal(sitk.GetArrayViewFromImage(restored), array)
+        assert (restored.GetSize(), restored.GetSpacing(), restored.GetOrigin(), restored.GetDirection()) == (
+            image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+
+
+def test_restore_refuses_an_image_not_made_from_the_reference():
+    image = _asymmetric_image("PSR", spacing=(0.5, 0.5, 0.5))  # 5x6x7: every reorientation has another size
+    plan = Reorientation(image, "RAS")
+    moved = plan.apply(image)
+    with pytest.raises(RuntimeError, match="does not come from"):
+        plan.restore(image)  # the reference itself, not its reoriented copy
+    shifted = sitk.Image(moved)
+    shifted.SetOrigin(tuple(np.add(moved.GetOrigin(), (0.0, 0.0, 0.01))))  # 10 micrometres off
+    with pytest.raises(RuntimeError, match="does not come from"):
+        plan.restore(shifted)
+    nearly = sitk.Image(moved)
+    nearly.SetOrigin(tuple(np.add(moved.GetOrigin(), (0.0, 0.0, 1e-5))))  # rounding in a file header: accepted
+    assert plan.restore(nearly).GetOrigin() == image.GetOrigin()
+    assert Reorientation(image, "PSR").is_identity and not plan.is_identity
+
+
+def test_direction_for_axcodes_is_the_axis_unit_vectors():
+    assert direction_for_axcodes("LPS") == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    assert direction_for_axcodes("psr") == (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    for code in ALL_AXCODES:
+        image = _asymmetric_image(code)
+        assert axcodes_of(image) == code
+
+
 def test_sct_letters_are_from_letters():
     assert sct_to_axcodes("LPI") == "RAS"
     assert axcodes_to_sct("LAS") == "RPI"
-    with pytest.raises(UserError):
-        validate_axcodes("RRS")
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="names an axis twice"):
+        validate_axcodes("RLS")
+    with pytest.raises(UserError, match="not valid"):
         validate_axcodes("XYZ")
+    with pytest.raises(UserError, match="not valid"):
+        validate_axcodes("RASS")
 
 
 def test_real_data_orientations(sct_data):
@@ -188,26 +259,6 @@ def test_check_outputs_fails_before_any_work(tmp_path):
         check_outputs([tmp_path / "nofolder" / "a.tsv"])
     with pytest.raises(UserError, match="same path"):
         check_outputs([tmp_path / "a.tsv", tmp_path / "a.tsv"])
-
-
-def test_model_folder_accepts_trainer_variants_and_refuses_label_gaps(tmp_path):
-    import json
-
-    from RootletSegLogic.segmentation.model_folder import load_model_folder
-
-    trainer = tmp_path / "nnUNetTrainer_250epochs__nnUNetPlans__3d_fullres"
-    (trainer / "fold_all").mkdir(parents=True)
-    (trainer / "fold_all" / "checkpoint_best.pth").write_bytes(b"weights")
-    (trainer / "plans.json").write_text(json.dumps({"configurations": {"3d_fullres": {}}}))
-    labels = {"background": 0, **{f"lvl{v}": v for v in range(1, 10)}}
-    (trainer / "dataset.json").write_text(json.dumps({"labels": labels}))
-    model = load_model_folder(tmp_path)
-    assert model.folds == ["all"] and model.checkpoints["all"].name == "checkpoint_best.pth"
-    assert model.trainer_name == "nnUNetTrainer_250epochs"
-    del labels["lvl1"]
-    (trainer / "dataset.json").write_text(json.dumps({"labels": labels}))
-    with pytest.raises(UserError, match="consecutive"):
-        load_model_folder(tmp_path)
 
 
 def test_absolute_path_normalises_without_resolving_links(tmp_path):
