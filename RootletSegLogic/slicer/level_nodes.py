@@ -193,8 +193,9 @@ def update_level_table_node(table_node, result: LevelResult):
     try:
         table_node.SetLocked(False)
         table_node.SetAndObserveTable(table)
-        table_node.SetUseColumnNameAsColumnHeader(True)
+        table_node.SetUseColumnTitleAsColumnHeader(True)  # the name variant is deprecated in Slicer 5.10
         for name in names:
+            table_node.SetColumnTitle(name, name)
             if name.endswith("_mm"):
                 table_node.SetColumnUnitLabel(name, "mm")
         table_node.SetAttribute(ROLE_ATTRIBUTE, "LevelTable")

@@ -26,7 +26,6 @@ from RootletSegLogic.levels.types import SPINAL_LEVEL_NAMES
 from RootletSegLogic.slicer.terminology import terminology_entry_string
 from RootletSegLogic.slicer.volumes import (
     import_slicer,
-    matrix_to_numpy,
     node_to_world,
     numpy_to_matrix,
     reference_world_image,
@@ -174,64 +173,71 @@ def show_level_segments(
     return created
 
 
-def _segment_mask_on_reference(segmentation_node, segment_id: str, reference_volume_node) -> np.ndarray:
-    """One segment as a boolean (k, j, i) array on the reference volume's voxel grid.
+def _color_table_ids(scene) -> set:
+    nodes = scene.GetNodesByClass("vtkMRMLColorTableNode")
+    nodes.UnRegister(None)
+    return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
 
-    Each reference voxel takes the value of the segment voxel nearest to its centre (nearest neighbour, in world
-    space, with both nodes' parent transforms applied). Where the grids coincide (the usual case: segments made on
-    the reference volume, whatever the transforms) this is exact: no voxel is gained or lost. Works slice by slice
-    so memory stays at a few slices.
-    """
+
+def _export_on_reference(segmentation_node, segment_ids: Sequence[str], reference_volume_node) -> np.ndarray:
+    """Segments as a (k, j, i) uint8 array on the reference volume's voxel grid, by Slicer's own export
+    (`vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode` with the reference volume's geometry and
+    extent): voxel n holds the 1-based index of the last segment in `segment_ids` covering it (later ones win).
+    Both nodes' parent transforms are taken into account by Slicer; where the segments were made on the reference
+    grid (the usual case, whatever the transforms) no voxel is gained or lost (Testing/Python/test_mrml.py proves it
+    on an oblique volume under a rotation)."""
     slicer = import_slicer()
+    import vtk  # noqa: PLC0415
     from vtk.util import numpy_support  # noqa: PLC0415
 
-    ref_dims = reference_volume_node.GetImageData().GetDimensions()
-    out = np.zeros((ref_dims[2], ref_dims[1], ref_dims[0]), dtype=bool)
-    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
-    labelmap = slicer.vtkOrientedImageData()
-    ok = slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
-        segmentation_node, segment_id, labelmap, False
+    dims = reference_volume_node.GetImageData().GetDimensions()
+    if not segment_ids:
+        return np.zeros((dims[2], dims[1], dims[0]), dtype=np.uint8)
+    scene = segmentation_node.GetScene() or reference_volume_node.GetScene()
+    ids = vtk.vtkStringArray()
+    for segment_id in segment_ids:
+        ids.InsertNextValue(segment_id)
+    # The reference volume's world grid, expressed in the segmentation's own frame (and put under the segmentation's
+    # parent transform): Slicer then sees no transform between segments and reference and copies voxels instead of
+    # interpolating, which would move voxels when the two nodes are under different transforms.
+    image_to_local = np.linalg.inv(node_to_world(segmentation_node, "segmentation")) @ world_ijk_to_ras(
+        reference_volume_node
     )
-    if not ok or labelmap.GetPointData().GetScalars() is None:
-        return out  # an empty segment
-    extent = labelmap.GetExtent()
-    if extent[1] < extent[0] or extent[3] < extent[2] or extent[5] < extent[4]:
-        return out
-    shape_kji = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
-    values = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(shape_kji)
-    # a shared labelmap layer holds several segments: keep this segment's label value only
-    inside = values == segment.GetLabelValue() if segment.GetLabelValue() else values != 0
-    if not inside.any():
-        return out
-
-    import vtk  # noqa: PLC0415
-
-    image_to_local = vtk.vtkMatrix4x4()
-    labelmap.GetImageToWorldMatrix(image_to_local)
-    segment_ijk_to_world = node_to_world(segmentation_node, "segmentation") @ matrix_to_numpy(image_to_local)
-    # reference voxel (i, j, k) -> segment voxel (i, j, k)
-    ref_to_segment = np.linalg.inv(segment_ijk_to_world) @ world_ijk_to_ras(reference_volume_node)
-
-    # reference voxels that can see the segment's bounding box (its corners mapped back, 1 voxel margin)
-    k_idx, j_idx, i_idx = np.nonzero(inside)
-    lo = np.array([i_idx.min(), j_idx.min(), k_idx.min()]) + np.array(extent[0::2])
-    hi = np.array([i_idx.max(), j_idx.max(), k_idx.max()]) + np.array(extent[0::2])
-    corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    in_ref = (np.linalg.inv(ref_to_segment) @ corners.T).T[:, :3]
-    ref_lo = np.maximum(np.floor(in_ref.min(axis=0)) - 1, 0).astype(int)
-    ref_hi = np.minimum(np.ceil(in_ref.max(axis=0)) + 1, np.array(ref_dims) - 1).astype(int)
-    if np.any(ref_hi < ref_lo):
-        return out
-    ii, jj = np.meshgrid(np.arange(ref_lo[0], ref_hi[0] + 1), np.arange(ref_lo[1], ref_hi[1] + 1), indexing="xy")
-    origin = np.array(extent[0::2])
-    for k in range(ref_lo[2], ref_hi[2] + 1):
-        ref_points = np.stack([ii.ravel(), jj.ravel(), np.full(ii.size, k), np.ones(ii.size)])
-        seg_ijk = np.rint((ref_to_segment @ ref_points)[:3]).astype(np.int64) - origin[:, None]
-        valid = np.all((seg_ijk >= 0) & (seg_ijk < np.array(shape_kji[::-1])[:, None]), axis=0)
-        hit = np.zeros(ii.size, dtype=bool)
-        hit[valid] = inside[seg_ijk[2, valid], seg_ijk[1, valid], seg_ijk[0, valid]]
-        out[k, ref_lo[1] : ref_hi[1] + 1, ref_lo[0] : ref_hi[0] + 1] = hit.reshape(ii.shape)
-    return out
+    reference = slicer.vtkMRMLScalarVolumeNode()
+    reference.SetHideFromEditors(True)
+    reference_data = vtk.vtkImageData()
+    reference_data.SetDimensions(dims)
+    reference_data.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    labelmap_node = slicer.vtkMRMLLabelMapVolumeNode()
+    labelmap_node.SetHideFromEditors(True)
+    color_tables_before = _color_table_ids(scene)
+    scene.AddNode(reference)
+    scene.AddNode(labelmap_node)
+    try:
+        reference.SetIJKToRASMatrix(numpy_to_matrix(image_to_local))
+        reference.SetAndObserveImageData(reference_data)
+        reference.SetAndObserveTransformNodeID(segmentation_node.GetTransformNodeID())
+        ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation_node, ids, labelmap_node, reference, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
+        image_data = labelmap_node.GetImageData()
+        if not ok or image_data is None or image_data.GetPointData().GetScalars() is None:
+            raise UserError(
+                f"Slicer could not export the segments of '{segmentation_node.GetName()}' onto the grid of "
+                f"'{reference_volume_node.GetName()}': check that both are in the scene and not warped."
+            )
+        out_dims = image_data.GetDimensions()
+        if tuple(out_dims) != tuple(dims):  # pragma: no cover - Slicer keeps the reference extent
+            raise UserError(f"Slicer exported the segments on a {out_dims} grid instead of {dims}.")
+        values = numpy_support.vtk_to_numpy(image_data.GetPointData().GetScalars())
+        return values.reshape(dims[2], dims[1], dims[0]).astype(np.uint8)
+    finally:
+        for color_id in _color_table_ids(scene) - color_tables_before:
+            scene.RemoveNode(scene.GetNodeByID(color_id))  # made by the export for this label map only
+        for node in (labelmap_node, reference):
+            display = node.GetDisplayNode()
+            if display is not None:
+                scene.RemoveNode(display)
+            scene.RemoveNode(node)
 
 
 def _image_on_reference(array_kji: np.ndarray, reference_volume_node) -> sitk.Image:
@@ -259,12 +265,12 @@ def label_image_from_segments(segmentation_node, reference_volume_node) -> sitk.
             f"The segmentation '{segmentation_node.GetName()}' has no rootlet level segments (named 'C2 rootlets' .. "
             f"'T1 rootlets'): run the segmentation or rename the segments."
         )
-    dims = reference_volume_node.GetImageData().GetDimensions()
-    labels = np.zeros((dims[2], dims[1], dims[0]), dtype=np.uint8)
-    for value in sorted(by_value):  # ascending: where levels overlap, the more caudal one wins
-        for segment_id in by_value[value]:
-            labels[_segment_mask_on_reference(segmentation_node, segment_id, reference_volume_node)] = value
-    return _image_on_reference(labels, reference_volume_node)
+    ordered = [(value, segment_id) for value in sorted(by_value) for segment_id in by_value[value]]
+    # ascending: where levels overlap, the more caudal one wins (Slicer paints later segments over earlier ones)
+    index = _export_on_reference(segmentation_node, [segment_id for _, segment_id in ordered], reference_volume_node)
+    lookup = np.zeros(len(ordered) + 1, dtype=np.uint8)
+    lookup[1:] = [value for value, _ in ordered]
+    return _image_on_reference(lookup[index], reference_volume_node)
 
 
 def mask_image_from_segment(segmentation_node, segment_id: str, reference_volume_node) -> sitk.Image:
@@ -275,7 +281,7 @@ def mask_image_from_segment(segmentation_node, segment_id: str, reference_volume
         raise UserError(
             f"The segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}': pick another segment."
         )
-    mask = _segment_mask_on_reference(segmentation_node, segment_id, reference_volume_node).astype(np.uint8)
+    mask = (_export_on_reference(segmentation_node, [segment_id], reference_volume_node) > 0).astype(np.uint8)
     if not mask.any():
         raise UserError(
             f"The segment '{segment.GetName()}' is empty on the grid of '{reference_volume_node.GetName()}': "

@@ -535,6 +535,9 @@ def test_level_table_node_holds_the_same_numbers_as_the_levels_tsv(core):
     assert table.GetColumnByName("height_mm").IsA("vtkDoubleArray")
     assert table.GetColumnByName("level").IsA("vtkStringArray")
     assert node.GetColumnUnitLabel("height_mm") == "mm"
+    # headers come from column titles (SetUseColumnNameAsColumnHeader is deprecated in Slicer 5.10 and warns)
+    assert node.GetUseColumnTitleAsColumnHeader()
+    assert all(node.GetColumnTitle(name) == name for name in LEVEL_COLUMNS)
     for r, row in enumerate(rows):
         for name, want in row.items():
             column = table.GetColumnByName(name)
@@ -669,3 +672,31 @@ def test_label_map_read_back_from_nifti_fits_an_oblique_transformed_volume(core,
     back = label_image_from_segments(segmentation_node, node)
     # every value, label 1 ("label 1 rootlets") included, comes back by its RootletSeg tag
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))
+
+
+@pytest.mark.parametrize("segmentation_transform", ["same", "other", "none"])
+def test_slicers_own_export_gives_identical_voxels_on_an_oblique_transformed_volume(core, segmentation_transform):
+    """Segments -> label map is Slicer's ExportSegmentsToLabelmapNode (with the reference grid expressed in the
+    segmentation's frame): on an oblique volume (oblique IJKToRAS) under a rotation + translation, every voxel comes
+    back, whether the segmentation shares the volume's transform, has another one, or none. No helper node is left."""
+    rng = np.random.default_rng(11)
+    node = _volume_node(core.scene, rng.normal(size=(9, 10, 11)).astype(np.float32), _oblique_ijk_to_ras())
+    node.SetAndObserveTransformNodeID(_linear_transform_node(core.scene, _rigid()).GetID())
+    labels = sitk.GetImageFromArray(rng.choice([0, 0, 0, 2, 3, 5, 9], size=(9, 10, 11)).astype(np.uint8))
+    labels.CopyInformation(image_from_volume_node(node))
+    segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
+    if segmentation_transform != "same":
+        segmentation_node.GetSegmentation().AddEmptySegment("user", "My notes")  # keeps its own frame
+    if segmentation_transform == "other":
+        other = _linear_transform_node(core.scene, _rigid((2, -1, 1), 41.0, (-3.0, 7.5, 1.0)))
+        segmentation_node.SetAndObserveTransformNodeID(other.GetID())
+    nodes_before = core.scene.GetNumberOfNodes()
+    show_level_segments(segmentation_node, labels, node, closed_surfaces=False)
+    nodes_after_show = core.scene.GetNumberOfNodes()
+
+    back = label_image_from_segments(segmentation_node, node)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(labels))
+    segment_id = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName("C5 rootlets")
+    mask = mask_image_from_segment(segmentation_node, segment_id, node)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(mask), sitk.GetArrayFromImage(labels) == 5)
+    assert core.scene.GetNumberOfNodes() == nodes_after_show >= nodes_before
