@@ -700,3 +700,25 @@ def test_slicers_own_export_gives_identical_voxels_on_an_oblique_transformed_vol
     mask = mask_image_from_segment(segmentation_node, segment_id, node)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(mask), sitk.GetArrayFromImage(labels) == 5)
     assert core.scene.GetNumberOfNodes() == nodes_after_show >= nodes_before
+
+
+def test_saved_seg_nrrd_carries_sct_label_values(core, sct_data, tmp_path):
+    """Export Segmentation (Slicer's storage node, what slicer.util.saveNode uses) writes the level segments in one
+    shared layer with label values 2..9 = SCT values, read back by slicerio (not written here)."""
+    slicerio = pytest.importorskip("slicerio")
+    volume, labels = _real_data(core, sct_data)
+    segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
+    show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    core.scene.AddNode(storage)
+    storage.SetFileName(str(tmp_path / "t2_rootlets.seg.nrrd"))
+    assert storage.WriteData(segmentation_node)
+    read = slicerio.read_segmentation(str(tmp_path / "t2_rootlets.seg.nrrd"))
+    by_name = {segment["name"]: segment for segment in read["segments"]}
+    assert {name: segment["labelValue"] for name, segment in by_name.items()} == {
+        "C3 rootlets": 3, "C4 rootlets": 4, "C5 rootlets": 5, "C6 rootlets": 6}
+    assert {segment["layer"] for segment in read["segments"]} == {0}
+    for segment in read["segments"]:
+        assert segment["terminology"]["type"] == ["SCT", "69733000", "Spinal nerve root"]
+    present = sorted(int(v) for v in np.unique(read["voxels"]) if v)
+    assert present == [3, 4, 5, 6]
