@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import IO, Callable, Optional
 
+from tqdm import tqdm
+
 PROGRESS_MODES = ("bar", "json", "none")
 
 
@@ -77,44 +79,63 @@ class JsonProgress:
         emit_json_line({"type": "error", "message": message, "exit_code": exit_code}, self.stream)
 
 
-class BarProgress:
-    """ProgressCallback drawing a one-line text bar on stderr (redrawn in place on a terminal)."""
+# Stage name, percentage, bar, counts, elapsed time and the event's message; rates and ETAs are left out because
+# stages (tiles, folds) take uneven times, so tqdm's estimates would mislead.
+_BAR_FORMAT = "{desc:<10} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+_COUNT_FORMAT = "{desc:<10} [{elapsed}{postfix}]"  # a stage of unknown length (total 0): no bar to fill
+_LOG_WIDTH = 80  # characters per line in a log file, where there is no terminal width to follow
 
-    width = 30
+
+class BarProgress:
+    """ProgressCallback drawing a tqdm bar per stage on stderr (redrawn in place on a terminal).
+
+    On a stream that is not a terminal (a log file, a pipe) each stage gets one line when it starts and one when
+    it ends, not a line per redraw. Warnings go to the same stream; results go to stdout, one "name: path" a line.
+    """
 
     def __init__(self, stream: Optional[IO[str]] = None):
         self.stream = stream or sys.stderr
         self._stage = None
         self._start = time.monotonic()
-        self._last_draw = 0.0
+        self._bar: Optional[tqdm] = None  # the live bar of the current stage (terminal only)
         self._is_tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def __call__(self, event: ProgressEvent) -> None:
         now = time.monotonic()
         finished = event.total > 0 and event.done >= event.total
         new_stage = event.stage != self._stage
-        if new_stage and self._stage is not None and self._is_tty:
-            self.stream.write("\n")
         if new_stage:
+            self._close_bar()  # a stage left unfinished keeps its last line; the next stage starts below it
             self._stage = event.stage
             self._start = now
-        if not self._is_tty and not (new_stage or finished):
-            return  # a log file gets the start and the end of each stage, not every redraw
-        if self._is_tty and not (new_stage or finished) and now - self._last_draw < 0.1:
+        if not self._is_tty:
+            if new_stage or finished:  # a log file gets the start and the end of each stage, not every redraw
+                self.stream.write(_format_line(event, now - self._start) + "\n")
+                self.stream.flush()
             return
-        self._last_draw = now
-        filled = int(round(self.width * event.fraction))
-        bar = "#" * filled + "-" * (self.width - filled)
-        counts = f"{event.done}/{event.total}" if event.total > 0 else ""
-        line = f"{event.stage:<10} [{bar}] {counts} {now - self._start:5.1f}s {event.message}".rstrip()
-        self.stream.write(("\r" + line) if self._is_tty else (line + "\n"))
-        if self._is_tty and finished:
-            self.stream.write("\n")
+        total = event.total if event.total > 0 else None
+        if self._bar is None:
+            self._bar = tqdm(total=total, initial=event.done, desc=event.stage, postfix=event.message or None,
+                             file=self.stream, leave=True, mininterval=0.1,
+                             bar_format=_BAR_FORMAT if total else _COUNT_FORMAT)
+        elif self._bar.total != total:  # a stage may learn its length late
+            self._bar.total = total
+            self._bar.bar_format = _BAR_FORMAT if total else _COUNT_FORMAT
+        self._bar.set_postfix_str(event.message, refresh=False)
+        self._bar.update(event.done - self._bar.n)  # tqdm redraws at most every 0.1 s
+        if finished:
+            self._close_bar()  # draws the final state and ends the line
             self._stage = None
-        self.stream.flush()
+
+    def _close_bar(self, leave: bool = True) -> None:
+        if self._bar is not None:
+            self._bar.leave = leave
+            self._bar.close()
+            self._bar = None
 
     def warning(self, message: str) -> None:
-        self.stream.write(f"warning: {message}\n")
+        # tqdm.write lifts a live bar off the line, prints, and redraws the bar below
+        tqdm.write(f"warning: {message}", file=self.stream)
         self.stream.flush()
 
     def result(self, outputs: dict) -> None:
@@ -123,7 +144,16 @@ class BarProgress:
         sys.stdout.flush()
 
     def error(self, message: str, exit_code: int) -> None:
-        pass  # the CLI prints errors itself
+        # The CLI has printed the error itself; the bar is dropped without a redraw so it cannot reappear below
+        # the message when tqdm tidies up at exit.
+        self._close_bar(leave=False)
+
+
+def _format_line(event: ProgressEvent, elapsed_s: float) -> str:
+    """One plain-text bar line (ASCII, `_LOG_WIDTH` wide) for a log file."""
+    total = event.total if event.total > 0 else None
+    return tqdm.format_meter(event.done, total, elapsed_s, ncols=_LOG_WIDTH, prefix=event.stage, ascii=True,
+                             postfix=event.message or None, bar_format=_BAR_FORMAT if total else _COUNT_FORMAT)
 
 
 class QuietProgress(BarProgress):
