@@ -222,7 +222,10 @@ class ChildProcess:
         self._process: Optional[subprocess.Popen] = None
         self._events: "queue.Queue[dict]" = queue.Queue()
         self._stderr_lines: List[str] = []
+        self._stderr_total = 0  # lines read so far (the list keeps the last STDERR_KEEP_LINES)
+        self._stderr_taken = 0
         self._stderr_lock = threading.Lock()
+        self._cancel_thread: Optional[threading.Thread] = None
         self._threads: List[threading.Thread] = []
         self._finished_reported = False
         self._exit_seen: Optional[float] = None
@@ -317,6 +320,7 @@ class ChildProcess:
             for line in stream:
                 with self._stderr_lock:
                     self._stderr_lines.append(line.rstrip("\r\n"))
+                    self._stderr_total += 1
                     if len(self._stderr_lines) > STDERR_KEEP_LINES:
                         del self._stderr_lines[: len(self._stderr_lines) - STDERR_KEEP_LINES]
         except (OSError, ValueError):
@@ -326,6 +330,13 @@ class ChildProcess:
     def stderr_text(self) -> str:
         with self._stderr_lock:
             return "\n".join(self._stderr_lines)
+
+    def take_stderr_lines(self) -> List[str]:
+        """stderr lines read since the last call (for a live log; lines beyond the kept window are skipped)."""
+        with self._stderr_lock:
+            new = min(self._stderr_total - self._stderr_taken, len(self._stderr_lines))
+            self._stderr_taken = self._stderr_total
+            return self._stderr_lines[len(self._stderr_lines) - new:] if new else []
 
     def _record(self, event: dict) -> None:
         kind = event.get("type")
@@ -419,6 +430,17 @@ class ChildProcess:
         for thread in self._threads:
             thread.join(timeout=2.0)
         self.remove_temporary_paths()  # the next poll() reports {"type": "finished", "cancelled": True}
+
+    def request_cancel(self, grace_s: Optional[float] = None) -> None:
+        """Start cancelling and return at once (a GUI must not wait for the grace period and the reader threads):
+        `cancel` runs in a background thread, and `poll()` reports {"type": "finished", "cancelled": True} when the
+        process tree has ended. Calling it again while a cancel is under way does nothing."""
+        if self._cancel_thread is not None and self._cancel_thread.is_alive():
+            return
+        if self._process is not None and self._process.poll() is None:
+            self.cancelled = True
+        self._cancel_thread = threading.Thread(target=self.cancel, args=(grace_s,), daemon=True)
+        self._cancel_thread.start()
 
     def close(self) -> None:
         """Finish with this run: end the child if still running and remove the temporary paths."""

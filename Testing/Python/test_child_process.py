@@ -344,3 +344,36 @@ def test_child_environment_makes_the_package_importable(tmp_path):
     assert parts[0] == str(package_parent()) and "/somewhere" in parts
     assert env["PYTHONUNBUFFERED"] == "1"
     assert (package_parent() / "RootletSegLogic" / "__init__.py").is_file()
+
+
+@pytest.mark.skipif(not POSIX, reason="process groups and /proc are POSIX/Linux")
+def test_request_cancel_returns_at_once_and_poll_reports_the_cancel(tmp_path):
+    """The panel's Cancel: with a child that ignores SIGTERM (grace 2 s), request_cancel returns immediately (the GUI
+    keeps running), and polling later reports the cancelled finish with the tree ended and temporaries removed."""
+    runner, work, pid, worker = _start_tree(tmp_path, "ignore-term", 2.0)
+    started = time.monotonic()
+    runner.request_cancel()
+    runner.request_cancel()  # a second click while cancelling does nothing
+    assert time.monotonic() - started < 0.5
+    assert runner.cancelled
+    events = runner.wait(timeout=30)
+    assert events[-1]["type"] == "finished" and events[-1]["cancelled"] is True
+    assert _wait_gone(pid) and _wait_gone(worker)
+    deadline = time.monotonic() + 10
+    while work.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not work.exists()
+    runner.close()
+
+
+def test_stderr_lines_are_handed_out_once_for_a_live_log(tmp_path):
+    script = _script(tmp_path, "talk.py", """
+        import sys
+        for n in range(5):
+            print(f"line {n}", file=sys.stderr, flush=True)
+    """)
+    runner = ChildProcess([python_executable(), str(script)]).start()
+    runner.wait(timeout=60)
+    assert runner.take_stderr_lines() == [f"line {n}" for n in range(5)]
+    assert runner.take_stderr_lines() == []
+    runner.close()
