@@ -153,6 +153,15 @@ def segmentation_io_paths(work_dir: os.PathLike | str, volume_name: str) -> Tupl
     return work / f"{stem}.nii.gz", work / f"{stem}_rootlets.nii.gz"
 
 
+def export_path(dialog_path: os.PathLike | str, kind: str) -> Tuple[Path, bool]:
+    """(path to write, whether the user must still confirm replacing it) for a path chosen in a save dialog.
+
+    The dialog asked before replacing the path it returned; when the kind's extension has to be added, the final
+    path is another file, which the dialog never checked: replacing it needs its own confirmation."""
+    final = ensure_suffix(dialog_path, kind)
+    return final, final != Path(dialog_path) and final.exists()
+
+
 def ensure_suffix(path: os.PathLike | str, kind: str) -> Path:
     """The path a user typed in a save dialog, with the kind's extension added when it is missing."""
     p = Path(path)
@@ -214,13 +223,37 @@ def segmentation_output(runner) -> Path:
     return path
 
 
+def read_label_file(path, what: str = "label map"):
+    """A label image file read with what Slicer ships (SimpleITK; no nibabel, which Slicer does not bundle and
+    which arrives only with nnunetv2). Float files holding whole numbers are cast to int16."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"The {what} file '{path}' does not exist: check the path.")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise UserError(f"The {what} file '{path}' could not be read as an image: use NIfTI, NRRD or MetaImage.") from None
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise UserError(f"The {what} '{path.name}' is not a 3D scalar image: give a 3D label map.")
+    array = sitk.GetArrayViewFromImage(image)
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.all(np.equal(np.mod(array, 1), 0)):
+            raise UserError(f"The {what} '{path.name}' has non-integer values: give a label map (whole numbers).")
+        image = sitk.Cast(image, sitk.sitkInt16)
+    return image
+
+
 def load_segmentation_result(segmentation_node, label_path, reference_volume_node) -> dict:
     """Read the label map the CLI wrote and show it as level segments in `segmentation_node` (user segments kept).
     Returns {label value: segment ID}."""
-    from RootletSegLogic.images.reading import read_label_map
     from RootletSegLogic.slicer.segments import show_level_segments
 
-    label_image = read_label_map(label_path, what="rootlet segmentation")
+    label_image = read_label_file(label_path, what="rootlet segmentation")
     return show_level_segments(segmentation_node, label_image, reference_volume_node)
 
 
@@ -267,11 +300,10 @@ def show_level_result(scene, result, table_node=None) -> dict:
 def import_disc_label_file(path, scene_or_node):
     """Read an SCT disc-label image (2 = C1/C2, 3 = C2/C3, ..., 50 = PMJ) into a "Discs" point list (a new one when
     given a scene, else the given node's points are replaced). Returns the markups node."""
-    from RootletSegLogic.images.reading import read_label_map
     from RootletSegLogic.levels.discs import landmarks_from_label_image
     from RootletSegLogic.slicer.level_nodes import markups_from_disc_points
 
-    image = read_label_map(path, what="disc label image")
+    image = read_label_file(path, what="disc label image")
     discs, pmj = landmarks_from_label_image(image)
     if not discs and pmj is None:
         raise UserError(f"The disc label image '{path}' holds no disc label: give the disc labels of this scan.")
@@ -285,6 +317,24 @@ def export_label_map(segmentation_node, reference_volume_node, path, overwrite: 
 
     image = label_image_from_segments(segmentation_node, reference_volume_node)
     return write_image(image, path, overwrite=overwrite)
+
+
+def export_segmentation(segmentation_node, path, overwrite: bool = False) -> Path:
+    """Write the segmentation node as a Slicer `.seg.nrrd` (Slicer's own storage node: every segment, the level
+    segments in one layer with label values 2 = C2 ... 9 = T1), atomically, never replacing a file unasked."""
+    from RootletSegLogic.images.atomic import atomic_outputs
+    from RootletSegLogic.images.files import absolute_path
+    from RootletSegLogic.slicer.volumes import import_slicer
+
+    slicer = import_slicer()
+    if segmentation_node is None:
+        raise UserError("There is no segmentation to export: run the segmentation first.")
+    with atomic_outputs([path], overwrite) as (tmp,):
+        storage = slicer.vtkMRMLSegmentationStorageNode()
+        storage.SetFileName(str(tmp))
+        if not storage.WriteData(segmentation_node):
+            raise UserError(f"Could not write '{path}': check that the folder is writable.")
+    return absolute_path(path)
 
 
 def export_level_outputs(result, kind: str, path, overwrite: bool = False, provenance: Optional[dict] = None) -> Path:

@@ -1,0 +1,265 @@
+"""The Slicer panel's logic (`RootletSegLogic.slicer.panel_session`) on real slicer-core scenes.
+
+Desktop Slicer's Qt is not available here: the only mock is `FakeSegmentSelector`, standing in for
+`qMRMLSegmentSelectorWidget` (a Qt widget), which emits currentNodeChanged synchronously when its node is set and
+then shows the node's first segment, as the real widget does.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import slicer  # noqa: F401  (slicer-core, a test dependency)
+from RootletSegLogic.errors import UserError
+from RootletSegLogic.images.atomic import write_image, write_text
+from RootletSegLogic.slicer import session as panel
+from RootletSegLogic.slicer.panel_session import (
+    PanelSession,
+    cord_from_selector,
+    show_cord_in_selector,
+)
+from RootletSegLogic.slicer.session import Contrast, LevelMethod
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    from RootletSegLogic.synthetic.phantom import make_phantom
+
+    return make_phantom(seed=3)
+
+
+@pytest.fixture()
+def core():
+    from RootletSegLogic.slicer.volumes import create_core_scene
+
+    return create_core_scene()
+
+
+def _params(**values):
+    base = dict(inputVolume=None, contrast=Contrast.T2w, model=None, modelPath="", device=None, tta=False,
+                outputSegmentation=None, cordSegmentation=None, cordSegmentId="", discs=None,
+                levelMethod=LevelMethod.paper, levelTable=None)
+    base.update(values)
+    return SimpleNamespace(**base)
+
+
+def _scene_with_results(core, phantom, tmp_path, sidecar_model=None):
+    """Volume, level segments loaded from a CLI-like label map (+ sidecar), a cord segmentation whose cord is NOT its
+    first segment, and the phantom's discs: what the panel has after Apply and the level inputs."""
+    from RootletSegLogic.levels.discs import landmarks_from_label_image
+    from RootletSegLogic.slicer.level_nodes import markups_from_disc_points
+    from RootletSegLogic.slicer.volumes import image_from_volume_node, volume_node_from_image
+
+    scene = core.scene
+    volume = volume_node_from_image(scene, phantom.image, "phantom T2w")
+    world = image_from_volume_node(volume)
+    rootlets = sitk.Image(phantom.rootlets)
+    rootlets.CopyInformation(world)
+    label_path = write_image(rootlets, tmp_path / "phantom_rootlets.nii.gz")
+    if sidecar_model is not None:
+        write_text(json.dumps({"model": sidecar_model}), tmp_path / "phantom_rootlets.json")
+    cord_image = sitk.Image(phantom.cord)
+    cord_image.CopyInformation(world)
+    cord_label = volume_node_from_image(scene, cord_image, "cord label", labelmap=True)
+    cord = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "cord")
+    cord.GetSegmentation().AddEmptySegment("first", "not the cord")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(cord_label, cord)
+    cord_id = cord.GetSegmentation().GetNthSegmentID(1)
+    discs, pmj = landmarks_from_label_image(phantom.discs)
+    discs_node = markups_from_disc_points(scene, discs, pmj)
+    params = _params(inputVolume=volume, cordSegmentation=cord, cordSegmentId=cord_id, discs=discs_node)
+    session = PanelSession(scene, params)
+    assert session.load_result(label_path) == 8
+    return session, label_path
+
+
+class FakeSegmentSelector:
+    """Mock of desktop Slicer's qMRMLSegmentSelectorWidget (Qt): setting a node emits currentNodeChanged at once and
+    selects the node's first segment; the connected slot is the panel's handler."""
+
+    def __init__(self):
+        self._node, self._segment, self.slots, self.emitted = None, "", [], 0
+
+    def currentNode(self):
+        return self._node
+
+    def currentSegmentID(self):
+        return self._segment
+
+    def setCurrentNode(self, node):
+        self._node = node
+        self._segment = node.GetSegmentation().GetNthSegmentID(0) if node is not None else ""
+        self._emit()
+
+    def setCurrentSegmentID(self, segment_id):
+        self._segment = segment_id
+        self._emit()
+
+    def _emit(self):
+        self.emitted += 1
+        for slot in self.slots:
+            slot()
+
+
+def test_restoring_the_parameter_node_keeps_the_chosen_cord(core, phantom, tmp_path):
+    """Defect 1: on scene load / module re-entry the GUI is written from the parameter node; the selector's signals
+    (its first segment) must not replace the saved cord segment, and levels are then computed with that cord."""
+    session, _ = _scene_with_results(core, phantom, tmp_path)
+    params = session.params
+    saved_id = params.cordSegmentId
+    selector = FakeSegmentSelector()
+    selector.slots.append(lambda: cord_from_selector(params, selector, session.guard))
+
+    show_cord_in_selector(params, selector, session.guard)  # what _onParameterNodeModified does
+    assert selector.emitted >= 1  # the signals did fire ...
+    assert params.cordSegmentId == saved_id  # ... and were ignored
+    assert selector.currentSegmentID() == saved_id
+    summary = session.update_levels()
+    assert "spinal" in summary
+    assert not any("cord" in warning.lower() for warning in session.level_result.warnings)
+
+    # a change the user makes is still written
+    selector.setCurrentSegmentID(params.cordSegmentation.GetSegmentation().GetNthSegmentID(0))
+    assert params.cordSegmentId == params.cordSegmentation.GetSegmentation().GetNthSegmentID(0)
+
+
+def test_scene_close_clears_results_and_level_exports_are_refused(core, phantom, tmp_path):
+    """Defect 2: after Close Scene, exports do not write the previous result and the chart is forgotten."""
+    session, _ = _scene_with_results(core, phantom, tmp_path)
+    session.update_levels()
+    assert session.has_level_result and session.chart_node is not None
+    session.next_point_label()
+    session.scene_closing()
+    assert not session.has_level_result and session.chart_node is None and session.pending_point_label is None
+    for kind in ("table_tsv", "table_csv", "planning_json", "markups"):
+        with pytest.raises(UserError, match="no current level result"):
+            session.export(kind, tmp_path / panel.export_filename("x", kind))
+    assert not list(tmp_path.glob("x_*"))
+
+
+def test_exports_after_a_failed_update_are_refused(core, phantom, tmp_path):
+    """Defect 2: a failed update drops the previous result (no stale table/JSON/markups)."""
+    session, _ = _scene_with_results(core, phantom, tmp_path)
+    session.update_levels()
+    session.params.discs.SetNthControlPointLabel(0, "not a disc")
+    with pytest.raises(UserError, match="not a disc name"):
+        session.update_levels()
+    assert not session.has_level_result and session.chart_node is None
+    with pytest.raises(UserError):
+        session.export("planning_json", tmp_path / "p_levels.json")
+    markups_before = core.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode")
+    with pytest.raises(UserError):
+        session.export("markups", tmp_path / "p_level_bounds.mrk.json")
+    assert core.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode") == markups_before
+
+
+def test_rerun_keeps_user_segments_and_edits_are_detected(core, phantom, tmp_path):
+    """Re-running replaces only the level segments; an edit of a level segment is noticed (the panel asks first)."""
+    session, label_path = _scene_with_results(core, phantom, tmp_path)
+    node = session.params.outputSegmentation
+    assert node.GetName() == "phantom T2w rootlets"
+    node.GetSegmentation().AddEmptySegment("mine", "My annotation")
+    assert not session.level_segments_edited()
+    c3 = node.GetSegmentation().GetSegmentIdBySegmentName("C3 rootlets")
+    node.GetSegmentation().RemoveSegment(c3)
+    assert session.level_segments_edited()
+    session.load_result(label_path)
+    names = [node.GetSegmentation().GetNthSegment(i).GetName()
+             for i in range(node.GetSegmentation().GetNumberOfSegments())]
+    assert "My annotation" in names and names.count("C3 rootlets") == 1
+    assert not session.level_segments_edited()
+
+
+def test_exports_carry_the_sidecars_model_record_and_export_all_names_files_after_the_volume(core, phantom, tmp_path):
+    model = {"name": "demo", "url": "embedded", "sha256": "ab" * 32}
+    session, _ = _scene_with_results(core, phantom, tmp_path, sidecar_model=model)
+    session.update_levels()
+    out = tmp_path / "out"
+    out.mkdir()
+    written = session.export_all(out)
+    assert sorted(p.name for p in written.values()) == sorted([
+        "phantom_T2w_rootlets.nii.gz", "phantom_T2w_rootlets.seg.nrrd", "phantom_T2w_levels.tsv",
+        "phantom_T2w_levels.csv", "phantom_T2w_levels.json", "phantom_T2w_level_bounds.mrk.json"])
+    planning = json.loads(written["planning_json"].read_text())
+    assert planning["provenance"]["model"] == model
+    assert planning["provenance"]["contrast"] == "T2w" and planning["provenance"]["method"] == "paper"
+    slicerio = pytest.importorskip("slicerio")
+    seg = slicerio.read_segmentation(str(written["segmentation"]))
+    levels = {s["name"]: s["labelValue"] for s in seg["segments"] if s["name"].endswith("rootlets")}
+    assert levels["C2 rootlets"] == 2 and levels["T1 rootlets"] == 9
+    with pytest.raises(UserError):  # the whole set is checked first: nothing is replaced unasked
+        session.export_all(out)
+    session.export_all(out, overwrite=True)
+
+
+def test_failed_start_leaves_no_node_and_pending_labels_do_not_survive(core, phantom, tmp_path):
+    """Defect 11: a start that fails adds no empty "<volume> rootlets" node; an aborted placement forgets its label."""
+    from RootletSegLogic.slicer.volumes import volume_node_from_image
+
+    volume = volume_node_from_image(core.scene, phantom.image, "phantom")
+    volume.SetAndObserveImageData(None)
+    session = PanelSession(core.scene, _params(inputVolume=volume))
+    before = core.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+    with pytest.raises(UserError, match="no voxels"):
+        session.start("demo", "cpu")
+    assert core.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == before
+    assert session.runner is None and session.params.outputSegmentation is None
+
+    discs = session.discs_node()
+    assert session.next_point_label() == "C2/C3"
+    session.placement_ended()  # Escape
+    discs.AddControlPoint(0.0, 0.0, 0.0, "")
+    assert session.point_placed(discs) is None and discs.GetNthControlPointLabel(0) == "Discs-1"  # Slicer's default
+    assert session.next_point_label(pmj=True) == "PMJ"
+    discs.AddControlPoint(1.0, 0.0, 0.0, "")
+    assert session.point_placed(discs) == "PMJ" and discs.GetNthControlPointLabel(1) == "PMJ"
+
+
+def test_failed_run_clears_results(core, phantom, tmp_path):
+    session, _ = _scene_with_results(core, phantom, tmp_path)
+    session.update_levels()
+    session.runner = SimpleNamespace(error="the model folder is damaged", take_stderr_lines=lambda: ["trace"],
+                                     close=lambda: None)
+    with pytest.raises(UserError, match="damaged"):
+        session.finish({"type": "finished", "returncode": 1, "cancelled": False})
+    assert not session.has_level_result and session.runner is None and session.log_lines == ["trace"]
+
+
+def test_the_cord_in_the_output_segmentation_is_observed_once(core, phantom, tmp_path):
+    """Defect 10: the cord living in the output segmentation gives one observation target, not two."""
+    session, _ = _scene_with_results(core, phantom, tmp_path)
+    params = session.params
+    params.cordSegmentation = params.outputSegmentation
+    targets = session.level_observation_targets()
+    assert [t.GetID() for t in targets] == [params.outputSegmentation.GetID(), params.discs.GetID()]
+
+
+def test_the_suffix_added_after_the_dialog_needs_its_own_confirmation(tmp_path):
+    """Defect 7: the save dialog checked `levels`, but `levels.tsv` is written: replacing it needs a confirmation."""
+    (tmp_path / "levels.tsv").write_text("old")
+    assert panel.export_path(tmp_path / "levels", "table_tsv") == (tmp_path / "levels.tsv", True)
+    assert panel.export_path(tmp_path / "levels.tsv", "table_tsv") == (tmp_path / "levels.tsv", False)
+    assert panel.export_path(tmp_path / "new", "table_tsv") == (tmp_path / "new.tsv", False)
+
+
+def test_disc_labels_and_cord_masks_are_read_without_nibabel(phantom, tmp_path):
+    """Defect 3: Slicer does not bundle nibabel: reading .nii.gz in the panel works with it blocked."""
+    path = write_image(sitk.Cast(phantom.discs, sitk.sitkUInt8), tmp_path / "discs.nii.gz")
+    code = (
+        "import sys; sys.modules['nibabel'] = None\n"
+        "from RootletSegLogic.slicer.session import read_label_file\n"
+        f"image = read_label_file({str(path)!r})\n"
+        "assert 'nibabel' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "print(sorted(set(int(v) for v in __import__('SimpleITK').GetArrayViewFromImage(image).ravel())))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    expected = sorted(set(int(v) for v in np.unique(sitk.GetArrayViewFromImage(phantom.discs))))
+    assert json.loads(done.stdout) == expected
