@@ -2,8 +2,12 @@
 
 Plain Python (no Qt, no Slicer): the Slicer module asks `install_plan()` what to do, shows `plan.message` in ONE
 confirmation dialog, and only then runs the steps. torch comes through the PyTorch extension (`PyTorchUtils`), which
-picks the build matching the GPU driver; nnunetv2 comes through pip *constrained to the installed torch*, so that pip
-cannot replace that torch build by another one (a multi-GB CPU/CUDA swap).
+picks the build matching the GPU driver. nnunetv2 is installed the way the NNUNet extension (SlicerNNUnet,
+`InstallLogic`) does it, reusing that extension's install logic when it is installed: `pip install nnunetv2 --no-deps`,
+then its dependencies one by one except SimpleITK (Slicer's own build has Slicer's IO), torch (the PyTorch
+extension's build) and requests (replacing it needs a restart), with a macOS pin of imagecodecs (newer releases lack
+Intel macOS wheels; SlicerNNUnet pull request 25). The installed torch is checked against nnunetv2's range BEFORE
+pip runs.
 """
 
 from __future__ import annotations
@@ -11,13 +15,17 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 TORCH_REQUIREMENT = ">=2.1.2,!=2.9.*"  # what nnunetv2 2.5 .. 2.8 accept
 NNUNET_REQUIREMENT = "nnunetv2>=2.5,<2.9"  # same range as pyproject.toml
 REQUIRED_MODULES = ("torch", "nnunetv2")
+SKIPPED_PACKAGES = ("simpleitk", "torch", "requests")  # never installed or replaced by pip here
+MACOS_PINS = ("imagecodecs<2026.5",)  # newer imagecodecs has no Intel macOS wheel (SlicerNNUnet PR 25)
+SHOWN_VERSIONS = ("torch", "nnunetv2", "SimpleITK", "numpy")
 
 
 def module_available(name: str) -> bool:
@@ -40,10 +48,51 @@ def installed_version(distribution: str) -> Optional[str]:
         return None
 
 
+def installed_versions(names=SHOWN_VERSIONS, version: Callable[[str], Optional[str]] = None) -> Dict[str, str]:
+    """{distribution: installed version or "not installed"} for the panel's dependency line and the dialog."""
+    version = version or installed_version
+    return {name: version(name) or "not installed" for name in names}
+
+
+def torch_problem(torch_version: Optional[str], requirement: str = TORCH_REQUIREMENT) -> Optional[str]:
+    """One sentence when the installed torch does not fit nnunetv2's range (checked before pip runs), else None."""
+    if not torch_version:
+        return None
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        fits = Version(torch_version.split("+")[0]) in SpecifierSet(requirement)
+    except InvalidVersion:
+        return None
+    if fits:
+        return None
+    return (f"PyTorch {torch_version} is installed but nnU-Net needs torch{requirement}: open the PyTorch Utils module, "
+            f"uninstall PyTorch, restart Slicer and press Apply again (a fitting build is then installed).")
+
+
+def selective_requirements(requires: List[str], platform: str = sys.platform) -> List[str]:
+    """nnunetv2's own requirements (`importlib.metadata.requires("nnunetv2")`) to install one by one: those for
+    this platform, without SKIPPED_PACKAGES and extras, plus the macOS pins."""
+    from packaging.requirements import Requirement
+
+    kept = []
+    for text in requires or []:
+        requirement = Requirement(text)
+        if requirement.name.lower().replace("_", "-") in SKIPPED_PACKAGES:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": "", "sys_platform": platform}):
+            continue
+        kept.append(f"{requirement.name}{requirement.specifier}")
+    if platform == "darwin":
+        kept += list(MACOS_PINS)
+    return kept
+
+
 @dataclass
 class InstallStep:
     package: str
-    how: str  # "pytorchutils" | "pip"
+    how: str  # "pytorchutils" | "nnunet-extension" | "pip"
     requirement: str
 
 
@@ -65,15 +114,31 @@ class InstallPlan:
         for step in self.steps:
             if step.how == "pytorchutils":
                 lines.append(f"  - torch{step.requirement}, through the PyTorch extension (the build matching your GPU)")
+            elif step.how == "nnunet-extension":
+                lines.append(f"  - {step.requirement}, through the NNUNet extension's installer")
             else:
-                lines.append(f"  - {step.requirement} and its dependencies, with pip (keeping the installed torch)")
+                lines.append(f"  - {step.requirement} and its dependencies, with pip "
+                             f"(Slicer's SimpleITK, torch and requests are kept)")
+        versions = ", ".join(f"{name} {version}" for name, version in installed_versions().items())
+        lines += ["", f"Installed now: {versions}."]
         lines += ["", "This downloads several hundred MB to a few GB and can take minutes. Install now?"]
         return "\n".join(lines)
 
 
-def install_plan(missing: List[str], pytorch_extension_available: bool) -> InstallPlan:
-    """What to install for `missing` (from `missing_packages`), given whether the PyTorch extension is installed."""
+def install_plan(
+    missing: List[str],
+    pytorch_extension_available: bool,
+    torch_version: Optional[str] = None,
+    nnunet_extension_available: bool = False,
+) -> InstallPlan:
+    """What to install for `missing` (from `missing_packages`): torch through the PyTorch extension, nnunetv2 through
+    the NNUNet extension's install logic when it is installed, else selectively with pip. Blocked (with what to do)
+    when torch is needed without the PyTorch extension, or when the installed torch (`torch_version`) does not fit."""
     plan = InstallPlan()
+    problem = torch_problem(torch_version) if "torch" not in missing else None
+    if problem:
+        plan.blocked = problem
+        return plan
     if "torch" in missing:
         if not pytorch_extension_available:
             plan.blocked = (
@@ -83,7 +148,8 @@ def install_plan(missing: List[str], pytorch_extension_available: bool) -> Insta
             return plan
         plan.steps.append(InstallStep("torch", "pytorchutils", TORCH_REQUIREMENT))
     if "nnunetv2" in missing:
-        plan.steps.append(InstallStep("nnunetv2", "pip", NNUNET_REQUIREMENT))
+        how = "nnunet-extension" if nnunet_extension_available else "pip"
+        plan.steps.append(InstallStep("nnunetv2", how, NNUNET_REQUIREMENT))
     return plan
 
 
@@ -100,3 +166,26 @@ def torch_constraint_file(folder: os.PathLike | str, torch_version: Optional[str
 def nnunet_pip_arguments(constraint_file: os.PathLike | str) -> List[str]:
     """Arguments for `slicer.util.pip_install([...])` installing nnunetv2 without touching torch."""
     return [NNUNET_REQUIREMENT, "--constraint", str(constraint_file)]
+
+
+def keep_constraint_file(folder: os.PathLike | str, version: Callable[[str], Optional[str]] = None) -> Path:
+    """A pip constraints file pinning the installed torch, SimpleITK and requests, so no dependency replaces them."""
+    version = version or installed_version
+    lines = [f"{name}=={version(name)}" for name in ("torch", "SimpleITK", "requests") if version(name)]
+    path = Path(folder) / "rootletseg-keep-constraints.txt"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def selective_install(pip_install: Callable, folder: os.PathLike | str, requires: Callable = None,
+                      platform: str = sys.platform) -> List[str]:
+    """Install nnunetv2 as SlicerNNUnet does: the package without dependencies, then its dependencies except
+    SimpleITK/torch/requests (kept by a constraints file), with the macOS pins. `pip_install` is
+    `slicer.util.pip_install` (called with one argument list). Returns the requirements installed."""
+    requires = requires or importlib.metadata.requires
+    pip_install([NNUNET_REQUIREMENT, "--no-deps"])
+    importlib.invalidate_caches()
+    wanted = selective_requirements(requires("nnunetv2"), platform)
+    if wanted:
+        pip_install(wanted + ["--constraint", str(keep_constraint_file(folder))])
+    return wanted

@@ -135,7 +135,14 @@ def test_dependency_plan():
     assert [(s.package, s.how) for s in plan.steps] == [("torch", "pytorchutils"), ("nnunetv2", "pip")]
     assert plan.needed and plan.blocked is None
     assert "PyTorch extension" in plan.message and "nnunetv2>=2.5,<2.9" in plan.message
+    assert "SimpleITK, torch and requests are kept" in plan.message and "Installed now: torch" in plan.message
     assert plan.message.rstrip().endswith("Install now?")
+
+    # defect 12: the installed torch is checked before pip runs, and the message says what to do
+    unfit = install_plan(["nnunetv2"], pytorch_extension_available=True, torch_version="2.9.1+cu128")
+    assert unfit.steps == [] and "PyTorch 2.9.1+cu128 is installed" in unfit.blocked and "PyTorch Utils" in unfit.blocked
+    fit = install_plan(["nnunetv2"], True, torch_version="2.5.1+cu121", nnunet_extension_available=True)
+    assert [(s.package, s.how) for s in fit.steps] == [("nnunetv2", "nnunet-extension")]
 
     blocked = install_plan(["torch", "nnunetv2"], pytorch_extension_available=False)
     assert blocked.steps == [] and "Extensions Manager" in blocked.message
@@ -155,6 +162,24 @@ def test_nnunet_pip_arguments_pin_the_installed_torch(tmp_path, monkeypatch):
     monkeypatch.setattr("RootletSegLogic.slicer.dependencies.installed_version", lambda name: None)
     with pytest.raises(RuntimeError, match="torch is not installed"):
         torch_constraint_file(tmp_path)
+
+
+def test_selective_install_keeps_slicers_simpleitk_torch_and_requests(tmp_path):
+    """Defect 12: nnunetv2 --no-deps, then its dependencies without SimpleITK/torch/requests (pinned by constraints),
+    and the macOS imagecodecs pin; pip is a recorder here (no network)."""
+    from RootletSegLogic.slicer.dependencies import selective_install
+
+    calls = []
+    requires = lambda name: ["torch>=2.1.2", "SimpleITK>=2.2.1", "requests", "acvl-utils>=0.2", "nibabel",
+                             "pywin32; sys_platform == 'win32'", "pytest; extra == 'dev'"]
+    installed = selective_install(calls.append, tmp_path, requires=requires, platform="darwin")
+    assert calls[0] == ["nnunetv2>=2.5,<2.9", "--no-deps"]
+    assert installed == ["acvl-utils>=0.2", "nibabel", "imagecodecs<2026.5"]
+    assert calls[1][:3] == installed and calls[1][3] == "--constraint"
+    pins = (tmp_path / "rootletseg-keep-constraints.txt").read_text()
+    assert "torch==" in pins and "SimpleITK==" in pins
+    assert selective_install(calls.append, tmp_path, requires=requires, platform="linux") == ["acvl-utils>=0.2",
+                                                                                              "nibabel"]
 
 
 def test_requirements_match_pyproject():
