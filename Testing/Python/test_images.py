@@ -4,6 +4,7 @@ SimpleITK)."""
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -199,6 +200,122 @@ def test_read_image_rejects_bad_inputs(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 4, 4), np.nan, np.float32)), str(nan))
     with pytest.raises(UserError, match="NaN"):
         read_image(nan)
+
+
+def _same_image_bit_for_bit(a: sitk.Image, b: sitk.Image) -> bool:
+    """Same pixel type, voxel bytes, grid (exact floats) and header metadata."""
+    return (a.GetPixelID() == b.GetPixelID() and a.GetSize() == b.GetSize() and a.GetSpacing() == b.GetSpacing()
+            and a.GetOrigin() == b.GetOrigin() and a.GetDirection() == b.GetDirection()
+            and sitk.GetArrayViewFromImage(a).tobytes() == sitk.GetArrayViewFromImage(b).tobytes()
+            and struct.pack("9d", *a.GetDirection()) == struct.pack("9d", *b.GetDirection())  # zeros' signs too
+            and {k: a.GetMetaData(k) for k in a.GetMetaDataKeys()} == {k: b.GetMetaData(k) for k in b.GetMetaDataKeys()})
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Counts full voxel decodes: ITK's (ImageFileReader.Execute, which sitk.ReadImage calls) and nibabel's (array proxy)."""
+    import nibabel.arrayproxy
+
+    calls = []
+
+    def spy(owner, name, label):
+        original = getattr(owner, name)
+
+        def wrapper(self, *args, **kwargs):
+            streamed_voxel = name == "Execute" and set(self.GetExtractSize()) == {1}  # grid + header, one voxel
+            calls.append("itk-first-voxel" if streamed_voxel else label)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    spy(sitk.ImageFileReader, "Execute", "itk")  # sitk.ReadImage runs it too
+    for name in ("get_unscaled", "__array__", "_get_scaled"):
+        spy(nibabel.arrayproxy.ArrayProxy, name, "nibabel")
+    return calls
+
+
+REAL_FILES = ["t2/t2.nii.gz", "template/PAM50_small_t2.nii.gz",  # int16 / uint16: ITK decodes them
+              "t2/t2_seg-manual_labeled.nii.gz", "template/PAM50_small_cord.nii.gz"]  # float64 / float32: nibabel
+
+
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_read_image_equals_itk_and_decodes_once_on_real_data(sct_data, decodes, name):
+    image = read_image(sct_data / name)
+    assert [call for call in decodes if call != "itk-first-voxel"] in (["itk"], ["nibabel"]), decodes
+    reference = sitk.ReadImage(str(sct_data / name))
+    assert _same_image_bit_for_bit(image, reference)
+
+
+def _write_float_nifti(path, array_ijk, dtype, slope=None, inter=None, endian="<"):
+    """A NIfTI file of `array_ijk` (nibabel order) as `dtype`, optionally with scl_slope/scl_inter as stored
+    (nibabel would reset them on save, so the header bytes are patched: offsets 112 and 116, float32)."""
+    import gzip
+
+    import nibabel
+
+    affine = np.array([[0.0, 0.0, -0.8, 30.0], [1.1, 0.0, 0.0, -12.0], [0.0, -0.6, 0.0, 55.0], [0, 0, 0, 1]])
+    header = nibabel.Nifti1Header(endianness=endian)
+    raw = path.with_name(path.name.replace(".gz", ""))
+    nibabel.save(nibabel.Nifti1Image(array_ijk.astype(dtype), affine, header), str(raw))
+    if slope is not None:
+        data = bytearray(raw.read_bytes())
+        data[112:120] = struct.pack(endian + "ff", slope, inter)
+        raw.write_bytes(bytes(data))
+    if path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(raw.read_bytes()))
+        raw.unlink()
+    return path
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("scaling", [None, (2.0, 0.5), (0.3, -7.1), (0.0, 5.0), (float("nan"), float("nan"))])
+def test_float_nifti_read_equals_itk_bit_for_bit(tmp_path, decodes, dtype, suffix, scaling):
+    """Float NIfTI are decoded by nibabel (ITK would hide NaN) yet give ITK's image: values with ITK's scaling
+    rules (a zero or NaN slope, an intercept alone), grid and header, from one decode."""
+    array = np.random.default_rng(2).normal(0, 300, size=(6, 5, 7))
+    slope, inter = scaling or (None, None)
+    for endian in "<>":
+        path = _write_float_nifti(tmp_path / f"f{endian == '>'}{suffix}", array, dtype, slope, inter, endian)
+        decodes.clear()
+        image = read_image(path)
+        assert decodes == ["itk-first-voxel", "nibabel"]
+        assert _same_image_bit_for_bit(image, sitk.ReadImage(str(path)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_float_nifti_with_non_finite_voxels_is_refused_after_one_decode(tmp_path, decodes, bad):
+    array = np.random.default_rng(4).normal(0, 1, size=(5, 6, 7))
+    array[2, 3, 4] = bad
+    for dtype in (np.float32, np.float64):
+        path = _write_float_nifti(tmp_path / "bad.nii.gz", array, dtype)
+        decodes.clear()
+        with pytest.raises(UserError, match="NaN or infinite"):
+            read_image(path)
+        assert decodes == ["itk-first-voxel", "nibabel"]
+        # what ITK alone would have let through: the voxel read as 0
+        assert sitk.GetArrayFromImage(sitk.ReadImage(str(path)))[4, 3, 2] == 0
+
+
+def test_float_nifti_4d_single_volume_and_other_formats(tmp_path, decodes):
+    import nibabel
+
+    volume = np.random.default_rng(5).normal(0, 1, size=(4, 5, 6, 1)).astype(np.float32)
+    path = tmp_path / "one.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(volume, np.diag([0.9, 1.2, 1.5, 1.0])), str(path))
+    image = read_image(path)
+    assert decodes == ["itk-first-voxel", "nibabel"] and image.GetSize() == (4, 5, 6)
+    assert _same_image_bit_for_bit(image, sitk.ReadImage(str(path)))  # ITK drops the trailing axis itself
+    nrrd = tmp_path / "f.nrrd"
+    sitk.WriteImage(image, str(nrrd))
+    decodes.clear()
+    assert _same_image_bit_for_bit(read_image(nrrd), sitk.ReadImage(str(nrrd))) and decodes[0] == "itk"
+    nan_nrrd = tmp_path / "nan.nrrd"
+    array = sitk.GetArrayFromImage(image)
+    array[1, 1, 1] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(nan_nrrd))  # NRRD keeps NaN: ITK's array shows it
+    with pytest.raises(UserError, match="NaN"):
+        read_image(nan_nrrd)
 
 
 def test_single_volume_4d_is_accepted(tmp_path):
