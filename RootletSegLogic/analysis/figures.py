@@ -81,7 +81,13 @@ def _row_span(row, use_pmj: bool):
 
 
 def level_chart(result: LevelResult, out_base, overwrite: bool = False, title: Optional[str] = None) -> List[Path]:
-    """Per-subject chart like the paper's: vertebral levels (left column) beside spinal levels (right column).
+    """`level_chart_figure` written as PNG + SVG at `out_base` (all-or-nothing); returns [png_path, svg_path]."""
+    return save_figure(level_chart_figure(result, title), out_base, overwrite)
+
+
+def level_chart_figure(result: LevelResult, title: Optional[str] = None):
+    """The matplotlib Figure of `level_chart` (tests read its artists back). Per-subject chart like the paper's:
+    vertebral levels (left column) beside spinal levels (right column).
 
     y = distance below the PMJ along the cord centerline (mm, increasing downward) when every row has it, else the
     world RAS S coordinate (mm, superior up). Each level is a bar from its rostral to its caudal bound, in its colour
@@ -138,12 +144,18 @@ def level_chart(result: LevelResult, out_base, overwrite: bool = False, title: O
     ax.set_title(title or "Spinal vs vertebral levels", fontsize=11)
     if not result.vertebral():
         ax.text(0.0, np.mean(spans) if spans else 0.0, "no discs", ha="center", va="center", color="0.4")
-    return save_figure(figure, out_base, overwrite)
+    return figure
 
 
 # ------------------------------------------------------------------------------------------------ Bland–Altman
 def bland_altman_figure(stats, out_base, overwrite: bool = False, title: Optional[str] = None) -> List[Path]:
-    """Bland–Altman plots (one panel per pairing: "not shifted", "shifted") from `statistics.group_bland_altman`.
+    """`bland_altman_plot` written as PNG + SVG at `out_base` (all-or-nothing); returns [png_path, svg_path]."""
+    return save_figure(bland_altman_plot(stats, title), out_base, overwrite)
+
+
+def bland_altman_plot(stats, title: Optional[str] = None):
+    """The matplotlib Figure of `bland_altman_figure` (tests read its artists back). Bland–Altman plots (one panel
+    per pairing: "not shifted", "shifted") from `statistics.group_bland_altman`.
 
     x = mean of vertebral and spinal midpoints (mm), y = vertebral − spinal midpoint (mm). Points are coloured by
     vertebral level; a short line in the level's colour marks each level's bias (median) over its range of means;
@@ -193,4 +205,4 @@ def bland_altman_figure(stats, out_base, overwrite: bool = False, title: Optiona
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    return save_figure(figure, out_base, overwrite)
+    return figure

@@ -10,7 +10,13 @@ import SimpleITK as sitk
 from level_results import result_from_files, synthetic_result
 
 from RootletSegLogic.analysis.bland_altman import group_bland_altman, load_subjects
-from RootletSegLogic.analysis.figures import bland_altman_figure, level_chart
+from RootletSegLogic.analysis.figures import (
+    bland_altman_figure,
+    bland_altman_plot,
+    level_chart,
+    level_chart_figure,
+    shown_rows,
+)
 from RootletSegLogic.analysis.qc_figure import sagittal_qc, sagittal_qc_planes
 from RootletSegLogic.errors import UserError
 from RootletSegLogic.images.orientation import reorient
@@ -55,6 +61,86 @@ def test_level_chart(tmp_path):
         level_chart(synthetic_result(), tmp_path / "chart.png")
     level_chart(synthetic_result(with_pmj=False), tmp_path / "chart_s")
     assert (tmp_path / "chart_s.svg").exists()
+
+
+def _bars(ax):
+    """(x centre, bottom, top, face RGB) of every bar, in drawing order."""
+    return [(p.get_x() + p.get_width() / 2, p.get_y(), p.get_y() + p.get_height(), tuple(p.get_facecolor()[:3]))
+            for p in ax.patches]
+
+
+@pytest.mark.parametrize("with_pmj", [True, False])
+def test_level_chart_bars_are_the_table_rows(with_pmj):
+    """One bar per level from its rostral to its caudal bound (mm), in its colour and column, labelled at its middle;
+    with a PMJ the distance axis is inverted (rostral up), without it the S axis points up."""
+    result = synthetic_result(with_pmj=with_pmj)
+    ax = level_chart_figure(result).axes[0]
+    rows = shown_rows(result)
+    assert len(rows) == 14 and len(ax.patches) == len(rows)
+    for (x, bottom, top, colour), row in zip(_bars(ax), rows):
+        if with_pmj:
+            span = (row.rostral_pmj_mm, row.caudal_pmj_mm)
+        else:
+            span = (row.rostral_S_mm, row.caudal_S_mm)
+        assert (bottom, top) == pytest.approx((min(span), max(span)))
+        assert colour == pytest.approx(level_color(row.level), abs=1e-6)
+        if row.level_type == "vertebral":
+            assert x == pytest.approx(0.0)
+        else:  # odd label values right of the spinal column, even ones left, so overlaps stay visible
+            assert x == pytest.approx(1.0 + (0.06 if row.label_value % 2 else -0.06))
+    labels = [(t.get_text(), t.get_position()) for t in ax.texts if t.get_text() in {r.level for r in rows}]
+    assert [name for name, _ in labels] == [r.level for r in rows]
+    for (_, (_, y)), (_, bottom, top, _) in zip(labels, _bars(ax)):
+        assert y == pytest.approx((bottom + top) / 2)
+    low, high = ax.get_ylim()
+    if with_pmj:
+        assert ax.yaxis_inverted() and high < 0.0 < low  # distance grows downward; the PMJ (0 mm) is shown
+        assert "distance below the PMJ" in ax.get_ylabel()
+        rostral_first = [r for r in rows if r.level_type == "spinal"]
+        assert [r.rostral_pmj_mm for r in rostral_first] == sorted(r.rostral_pmj_mm for r in rostral_first)
+    else:
+        assert not ax.yaxis_inverted() and "S coordinate" in ax.get_ylabel()
+    spans = [v for _, b, t, _ in _bars(ax) for v in (b, t)]
+    assert min(low, high) < min(spans) and max(spans) < max(low, high)  # every bar is inside the view
+    assert [t.get_text() for t in ax.get_xticklabels()][0].startswith("vertebral levels")
+
+
+def test_bland_altman_points_and_lines_are_the_statistics(tmp_path):
+    from RootletSegLogic.levels.planning import write_level_outputs
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(8):
+        path = tmp_path / f"sub-{i}.tsv"
+        write_level_outputs(synthetic_result(shift=float(rng.normal(0, 3))), tsv_path=path)
+        paths.append(path)
+    stats = group_bland_altman(load_subjects(paths))
+    figure = bland_altman_plot(stats)
+    pairings = [p for p in ("not_shifted", "shifted") if any(r["pairing"] == p for r in stats.rows)]
+    assert len(figure.axes) == len(pairings) >= 1
+    for ax, pairing in zip(figure.axes, pairings):
+        assert ax.get_title() == pairing.replace("_", " ")
+        points = [p for p in stats.points if p["pairing"] == pairing]
+        plotted = np.concatenate([c.get_offsets() for c in ax.collections])
+        expected = np.array([[p["mean_mm"], p["difference_mm"]] for p in sorted(
+            points, key=lambda p: [q["vertebral_level"] for q in points].index(p["vertebral_level"]))])
+        assert np.array_equal(plotted, expected)  # every point, at (mean, difference), grouped by level
+        for collection in ax.collections:  # each level's points in its colour
+            level = collection.get_label().split()[1]
+            assert tuple(collection.get_facecolor()[0][:3]) == pytest.approx(level_color(level), abs=1e-6)
+        overall = next(r for r in stats.rows if r["pairing"] == pairing and r["vertebral_level"] == "all")
+        horizontal = {(line.get_linestyle(), line.get_ydata()[0]) for line in ax.lines
+                      if line.get_color() == "black" and line.get_ydata()[0] == line.get_ydata()[1]}
+        assert horizontal == {("-", overall["bias_mm"]), ("--", overall["loa_lower_mm"]),
+                              ("--", overall["loa_upper_mm"])}
+        for row in (r for r in stats.rows if r["pairing"] == pairing and r["vertebral_level"] != "all"):
+            means = [p["mean_mm"] for p in points if p["vertebral_level"] == row["vertebral_level"]]
+            bias_lines = [line for line in ax.lines
+                          if tuple(line.get_xydata()[0]) == (min(means) - 2, row["bias_mm"])]
+            assert len(bias_lines) == 1 and tuple(bias_lines[0].get_xydata()[1]) == (max(means) + 2, row["bias_mm"])
+        notes = [t.get_text() for t in ax.texts]
+        assert f"median {overall['bias_mm']:.2f}" in notes and f"97.5% {overall['loa_upper_mm']:.2f}" in notes
+        assert any(note.startswith(f"n = {overall['n']}") for note in notes)
 
 
 def test_bland_altman_figure(tmp_path):
