@@ -189,3 +189,42 @@ def selective_install(pip_install: Callable, folder: os.PathLike | str, requires
     if wanted:
         pip_install(wanted + ["--constraint", str(keep_constraint_file(folder))])
     return wanted
+
+
+def _install_torch_with_pytorch_extension(requirement: str):
+    import PyTorchUtils  # the PyTorch extension's module (desktop Slicer only)
+
+    return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=requirement)
+
+
+def _install_with_nnunet_extension(requirement: str):
+    from SlicerNNUNetLib import InstallLogic  # the NNUNet extension's installer (desktop Slicer only)
+
+    return InstallLogic(doAskConfirmation=False).setupPythonRequirements(requirement)
+
+
+def run_plan(plan: InstallPlan, pip_install: Callable, install_torch: Callable = None,
+             nnunet_extension_install: Callable = None) -> None:
+    """Run the steps of a confirmed plan: `install_torch(requirement)` (PyTorch extension; falsy result = failed),
+    `nnunet_extension_install(requirement)` (NNUNet extension; falsy = failed), else `selective_install` with
+    `pip_install` (slicer.util.pip_install). Raises UserError with what to do when a step or the result fails."""
+    import tempfile
+
+    from RootletSegLogic.errors import UserError
+
+    install_torch = install_torch or _install_torch_with_pytorch_extension
+    nnunet_extension_install = nnunet_extension_install or _install_with_nnunet_extension
+    for step in plan.steps:
+        if step.how == "pytorchutils":
+            if not install_torch(step.requirement):
+                raise UserError("PyTorch was not installed: install it in the PyTorch Utils module, then retry.")
+        elif step.how == "nnunet-extension":
+            if not nnunet_extension_install(step.requirement):
+                raise UserError("The NNUNet extension could not install nnunetv2: see the Python console.")
+        else:
+            with tempfile.TemporaryDirectory(prefix="rootletseg_pip_") as folder:
+                selective_install(pip_install, folder)
+    importlib.invalidate_caches()
+    still = missing_packages()
+    if still:
+        raise UserError(f"Installing {', '.join(still)} did not succeed: see the Python console, then restart Slicer.")

@@ -331,3 +331,19 @@ class PanelSession:
 
 def _value(choice) -> str:
     return getattr(choice, "value", choice)
+
+
+def level_observations(nodes, slicer_module) -> list:
+    """(object to observe, event, what) for the level inputs: segment edits of segmentations ("edit"), moves and
+    removals of points ("edit"), a placed point ("placed")."""
+    segmentation, markups = slicer_module.vtkSegmentation, slicer_module.vtkMRMLMarkupsNode
+    observations = []
+    for node in nodes:
+        if node.IsA("vtkMRMLSegmentationNode"):
+            for event in (segmentation.SourceRepresentationModified, segmentation.SegmentAdded,
+                          segmentation.SegmentRemoved, segmentation.SegmentModified):
+                observations.append((node.GetSegmentation(), event, "edit"))
+        else:
+            observations += [(node, markups.PointModifiedEvent, "edit"), (node, markups.PointRemovedEvent, "edit"),
+                             (node, markups.PointPositionDefinedEvent, "placed")]
+    return observations

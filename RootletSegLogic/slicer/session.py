@@ -350,3 +350,54 @@ def export_level_outputs(result, kind: str, path, overwrite: bool = False, prove
         raise ValueError(f"unknown level export kind {kind!r}")
     written = write_level_outputs(result, overwrite=overwrite, provenance=provenance, **{argument: path})
     return Path(next(iter(written.values())))
+
+
+PHANTOM_SAMPLE_NAME = "RootletSeg phantom"
+PHANTOM_SAMPLE_NOTE = "Synthetic cervical cord with rootlets C2-T1; the 'Demo' model is trained for it only."
+
+
+def load_phantom(scene, seed: int = 0):
+    """The synthetic phantom as a volume node "RootletSeg phantom" (the Sample Data entry; the demo model is made for
+    it). Returns the volume node."""
+    from RootletSegLogic.slicer.volumes import volume_node_from_image
+    from RootletSegLogic.synthetic.phantom import make_phantom
+
+    return volume_node_from_image(scene, make_phantom(seed=seed).image, PHANTOM_SAMPLE_NAME)
+
+
+def load_cord_mask(scene, path):
+    """A cord mask file (a 0/1 label map, or a .seg.nrrd) as a segmentation node; returns (node, first segment ID).
+    Read with what Slicer ships (no nibabel)."""
+    from RootletSegLogic.slicer.volumes import import_slicer, volume_node_from_image
+
+    slicer = import_slicer()
+    path = Path(path)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", path.name.split(".")[0])
+    if path.name.lower().endswith(".seg.nrrd"):
+        storage = slicer.vtkMRMLSegmentationStorageNode()
+        storage.SetFileName(str(path))
+        ok = storage.ReadData(node)
+    else:
+        label = volume_node_from_image(scene, read_label_file(path, "cord mask"), "cord", labelmap=True)
+        try:
+            ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label, node)
+        finally:
+            scene.RemoveNode(label)
+    if not ok or node.GetSegmentation().GetNumberOfSegments() == 0:
+        scene.RemoveNode(node)
+        raise UserError(f"The cord mask '{path}' is empty or unreadable: give the spinal cord mask of this scan.")
+    return node, node.GetSegmentation().GetNthSegmentID(0)
+
+
+def register_at_startup(terminology_logic, sample_data_logic=None, scene_getter=None, thumbnail=None) -> str:
+    """What the module does at application start-up: load RootletSeg's terminology into Slicer's terminology logic
+    (segments reference its context), and register the phantom in Sample Data (its loader makes the volume in
+    `scene_getter()`). Returns the terminology context name."""
+    from RootletSegLogic.slicer.terminology import register_terminology
+
+    context = register_terminology(terminology_logic)
+    if sample_data_logic is not None:
+        sample_data_logic.registerCustomSampleDataSource(
+            category="RootletSeg", sampleName=PHANTOM_SAMPLE_NAME, nodeNames=[PHANTOM_SAMPLE_NAME],
+            thumbnailFileName=thumbnail, customDownloader=lambda source: load_phantom(scene_getter()))
+    return context

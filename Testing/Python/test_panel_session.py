@@ -263,3 +263,49 @@ def test_disc_labels_and_cord_masks_are_read_without_nibabel(phantom, tmp_path):
     assert done.returncode == 0, done.stderr
     expected = sorted(set(int(v) for v in np.unique(sitk.GetArrayViewFromImage(phantom.discs))))
     assert json.loads(done.stdout) == expected
+
+
+def test_the_sample_data_phantom_loads_as_a_volume(core):
+    node = panel.load_phantom(core.scene)
+    assert node.GetName() == panel.PHANTOM_SAMPLE_NAME and node.GetImageData().GetDimensions()[0] > 10
+    assert "Demo" in panel.PHANTOM_SAMPLE_NOTE
+
+
+def test_terminology_and_sample_data_registration_at_startup(core):
+    """Defect 4: what `startupCompleted` runs: RootletSeg's terminology in Slicer's terminology logic, the phantom
+    in Sample Data (SampleData's logic is desktop Slicer's: a recorder stands in for it)."""
+    calls = []
+    recorder = SimpleNamespace(registerCustomSampleDataSource=lambda **kw: calls.append(kw))
+    terminology = slicer.vtkSlicerTerminologiesModuleLogic()
+    context = panel.register_at_startup(terminology, recorder, lambda: core.scene)
+    assert context == "Segmentation category and type - RootletSeg"
+    assert calls[0]["sampleName"] == panel.PHANTOM_SAMPLE_NAME
+    node = calls[0]["customDownloader"](None)
+    assert node.GetScene() is core.scene
+
+
+def test_cord_mask_files_load_as_segmentations(core, phantom, tmp_path):
+    path = write_image(sitk.Cast(phantom.cord, sitk.sitkUInt8), tmp_path / "cord.nii.gz")
+    node, segment_id = panel.load_cord_mask(core.scene, path)
+    assert node.GetSegmentation().GetSegment(segment_id) is not None
+    empty = write_image(sitk.Cast(phantom.cord, sitk.sitkUInt8) * 0, tmp_path / "empty.nii.gz")
+    before = core.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+    with pytest.raises(UserError, match="empty"):
+        panel.load_cord_mask(core.scene, empty)
+    assert core.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == before
+
+
+def test_run_plan_uses_the_installers_and_level_observations_cover_the_inputs(core, phantom, tmp_path, monkeypatch):
+    from RootletSegLogic.slicer import dependencies
+    from RootletSegLogic.slicer.panel_session import level_observations
+
+    plan = dependencies.install_plan(["torch", "nnunetv2"], True, nnunet_extension_available=True)
+    done = []
+    dependencies.run_plan(plan, None, lambda r: done.append(("torch", r)) or True,
+                          lambda r: done.append(("nnunet", r)) or True)
+    assert [name for name, _ in done] == ["torch", "nnunet"]
+    with pytest.raises(UserError, match="PyTorch was not installed"):
+        dependencies.run_plan(plan, None, lambda r: None, lambda r: True)
+    session, _ = _scene_with_results(core, phantom, tmp_path)
+    kinds = [what for _, _, what in level_observations(session.level_observation_targets(), slicer)]
+    assert kinds.count("placed") == 1 and kinds.count("edit") == 4 + 4 + 2

@@ -57,6 +57,10 @@ EXPECTED_CLASSES = {
     "exportTableCsvButton": "QPushButton",
     "exportPlanningJsonButton": "QPushButton",
     "exportMarkupsButton": "QPushButton",
+    "exportAllButton": "QPushButton",
+    "modelFolderButton": "QToolButton",
+    "show3DCheckBox": "QCheckBox",
+    "logTextEdit": "QPlainTextEdit",
 }
 
 # Slicer's parameterNodeWrapper GUI connectors (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py, 5.10):
@@ -78,6 +82,7 @@ ALLOWED_TOP_LEVEL_IMPORTS = {
     # the light core modules (no torch / nnU-Net / matplotlib at import)
     "RootletSegLogic", "RootletSegLogic.errors", "RootletSegLogic.slicer", "RootletSegLogic.slicer.session",
 }
+MAX_MODULE_LINES = 350  # issue 7: RootletSeg.py is widget wiring only
 HEAVY_MODULES = ("torch", "nnunetv2", "matplotlib", "scipy")
 
 
@@ -141,6 +146,11 @@ def _kind(annotation: str) -> str:
 
 def test_module_compiles():
     py_compile.compile(str(MODULE), doraise=True)
+
+
+@pytest.mark.xfail(strict=True, reason="RootletSeg.py is still over 350 lines (issue 7): remove the xfail when it fits")
+def test_module_is_thin():
+    assert len(MODULE.read_text(encoding="utf-8").splitlines()) <= MAX_MODULE_LINES
 
 
 def test_every_ui_widget_used_exists_with_the_expected_class(tree, ui_root):
@@ -234,7 +244,7 @@ def test_names_used_from_the_core_exist(tree):
             module = importlib.import_module(node.module)
             for alias in node.names:
                 assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
-    assert set(modules) >= {"child_process", "session", "volumes", "dependencies"}
+    assert set(modules) >= {"child_process", "session", "panel_session", "dependencies"}
     checked = 0
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
