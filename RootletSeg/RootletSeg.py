@@ -50,8 +50,8 @@ class RootletSeg(ScriptedLoadableModule):
         self.parent.title = _("RootletSeg")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations", "Markups"]
-        self.parent.contributors = ["Jan Valosek (NeuroPoly, Polytechnique Montreal)",
-                                    "Katerina Krejci (NeuroPoly, Polytechnique Montreal)"]
+        self.parent.contributors = ["J. Krejci (NeuroPoly, Polytechnique Montreal)",
+                                    "J. Valosek (NeuroPoly, Polytechnique Montreal)"]
         self.parent.helpText = _(
             "Segments spinal nerve rootlets (C2-T1) on T2w and MP2RAGE MRI with the RootletSeg nnU-Net v2 model and "
             "compares spinal with vertebral levels. Please cite: Krejci, Valosek et al., RootletSeg, Scientific Reports "
