@@ -1,21 +1,29 @@
 """Levels from files to files: the workflow shared by `rootletseg levels`, `segment --cord ...` and `demo`.
 
-Reads the rootlet label map, the optional cord mask (same grid as the rootlets), disc labels or disc points and
-PMJ (any grid: only their world positions are used), computes the levels (`compute_levels`) and writes the
-requested outputs all-or-nothing: level table TSV, planning JSON, Slicer markups, pairings TSV, spinal-level
-label image.
+Three steps, so that a caller holding some inputs in memory (the segment workflow holds the label map it just
+made) neither writes nor re-reads them:
+
+1. `read_level_inputs`: decode each input file once -- the rootlet label map, the optional cord mask (same grid
+   as the rootlets), disc labels or disc points and PMJ (any grid: only their world positions are used).
+2. `compute_level_data`: the levels from the decoded inputs (`compute_levels`), nothing read or written.
+3. `write_level_temporaries` (into paths the caller made with `images.atomic.atomic_outputs`, so the level
+   outputs can join a larger all-or-nothing set) or `write_level_files` (their own set): level table TSV,
+   planning JSON, Slicer markups, pairings TSV, spinal-level label image.
+
+Output names: `RootletSegLogic.naming`. Provenance shape: `RootletSegLogic.provenance`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from RootletSegLogic import __version__
+from RootletSegLogic import naming
 from RootletSegLogic.errors import UserError
 from RootletSegLogic.images.files import absolute_path
 from RootletSegLogic.progress import ProgressCallback, no_progress
+from RootletSegLogic.provenance import FileRecords, level_provenance
 
 
 @dataclass
@@ -47,16 +55,14 @@ class LevelOutputs:
 
 
 def default_level_outputs(folder: Path, stem: str, with_label_image: bool) -> LevelOutputs:
-    """`<stem>_levels.tsv`, `<stem>_levels.json`, `<stem>_levels.mrk.json`, `<stem>level_pairings.tsv` and, with a
-    cord mask, `<stem>_levels.nii.gz` in `folder`."""
-    folder = Path(folder)
-    return LevelOutputs(
-        table=folder / f"{stem}_levels.tsv",
-        planning_json=folder / f"{stem}_levels.json",
-        markups=folder / f"{stem}_levels.mrk.json",
-        pairings=folder / f"{stem}level_pairings.tsv",
-        label_image=folder / f"{stem}_levels.nii.gz" if with_label_image else None,
-    )
+    """The level outputs named `naming.level_paths` gives in `folder` (`<stem>_levels.tsv`, ...); the label image
+    only `with_label_image` (it needs a cord mask)."""
+    return LevelOutputs(**naming.level_paths(folder, stem, with_label_image))
+
+
+def level_outputs_for_segmentation(segmentation: Path, with_label_image: bool) -> LevelOutputs:
+    """Level outputs beside a label map, named after it: `sub-01_rootlets.nii.gz` -> `sub-01_levels.tsv`, ..."""
+    return LevelOutputs(**naming.level_paths_for_segmentation(segmentation, with_label_image))
 
 
 def check_level_request(inputs: LevelInputs, outputs: LevelOutputs, overwrite: bool,
@@ -77,77 +83,113 @@ def check_level_request(inputs: LevelInputs, outputs: LevelOutputs, overwrite: b
     check_outputs([path for _, path in outputs.items()], overwrite)
 
 
-def compute_levels_from_files(inputs: LevelInputs, method: str = "paper", progress: ProgressCallback = no_progress):
-    """Read the inputs and compute the levels. Returns (LevelResult, rootlets image, cord image or None)."""
+@dataclass
+class LevelData:
+    """Decoded level inputs: images in their own physical space (LPS mm), disc points and PMJ in RAS mm."""
+
+    rootlets: object  # sitk.Image label map, 2 = C2 ... 9 = T1
+    cord: Optional[object] = None  # sitk.Image mask on the rootlets' grid, or None
+    disc_points: Sequence = ()  # levels.types.DiscPoint list
+    pmj: Optional[object] = None  # RAS mm, or None
+
+
+def read_landmark_inputs(inputs: LevelInputs) -> LevelData:
+    """Decode the cord mask, discs and PMJ (each file once), not the rootlets: `rootlets` is left None for a
+    caller that makes the label map itself (the segment workflow reads these before its long inference, so a bad
+    file fails first)."""
     from RootletSegLogic.images.reading import read_label_map
     from RootletSegLogic.levels.discs import (
         landmarks_from_label_image,
         pmj_from_label_image,
         read_landmarks,
     )
-    from RootletSegLogic.levels.method import compute_levels
 
-    rootlets = read_label_map(inputs.rootlets, "rootlet segmentation")
     cord = read_label_map(inputs.cord, "spinal cord mask") if inputs.cord else None
     disc_points, pmj = [], None
     if inputs.discs:
-        disc_image = read_label_map(inputs.discs, "disc label image")
-        disc_points, pmj = landmarks_from_label_image(disc_image)
+        disc_points, pmj = landmarks_from_label_image(read_label_map(inputs.discs, "disc label image"))
     elif inputs.disc_points:
         disc_points, pmj = read_landmarks(inputs.disc_points)
     if inputs.pmj:
         pmj = pmj_from_label_image(read_label_map(inputs.pmj, "PMJ label image"))
-    result = compute_levels(rootlets, cord, disc_points, pmj, method=method, progress=progress)
-    return result, rootlets, cord
+    return LevelData(None, cord, disc_points, pmj)
 
 
-def provenance_for(inputs: LevelInputs, method: str, extra: Optional[dict] = None) -> dict:
-    """Input paths and sha256s, method, software and version (plus `extra`, e.g. the model that segmented)."""
-    from RootletSegLogic.images.files import file_sha256
+def read_level_inputs(inputs: LevelInputs) -> LevelData:
+    """Decode every input file once: the rootlet label map, then the landmarks (`read_landmark_inputs`)."""
+    from RootletSegLogic.images.reading import read_label_map
 
-    record = {
-        "inputs": {name: {"path": str(absolute_path(path)), "sha256": file_sha256(path)} for name, path in inputs.items()},
-        "method": method,
-        "software": "rootletseg",
-        "software_version": __version__,
-    }
+    rootlets = read_label_map(inputs.rootlets, "rootlet segmentation")
+    data = read_landmark_inputs(inputs)
+    data.rootlets = rootlets
+    return data
+
+
+def compute_level_data(data: LevelData, method: str = "paper", progress: ProgressCallback = no_progress):
+    """The levels (`levels.method.compute_levels`) of decoded inputs; nothing is read or written."""
+    from RootletSegLogic.levels.method import compute_levels
+
+    return compute_levels(data.rootlets, data.cord, data.disc_points, data.pmj, method=method, progress=progress)
+
+
+def compute_levels_from_files(inputs: LevelInputs, method: str = "paper", progress: ProgressCallback = no_progress):
+    """Read the inputs and compute the levels. Returns (LevelResult, rootlets image, cord image or None)."""
+    data = read_level_inputs(inputs)
+    return compute_level_data(data, method, progress), data.rootlets, data.cord
+
+
+def provenance_for(inputs: LevelInputs, method: str, extra: Optional[dict] = None,
+                   records: Optional[FileRecords] = None, model: Optional[dict] = None) -> dict:
+    """Input records (`provenance.FileRecords`: path + sha256, each file hashed once per `records`), method,
+    software and version, the model record when known (`provenance.model_record`), plus `extra`."""
+    record = level_provenance((records or FileRecords()).records(inputs.items()), method, model)
     record.update(extra or {})
     return record
 
 
-def write_level_files(result, outputs: LevelOutputs, rootlets, cord, overwrite: bool = False) -> Dict[str, str]:
-    """Write every requested output together or not at all; returns {name: absolute path}."""
+def write_level_temporaries(result, temporaries: Dict[str, Path], rootlets, cord) -> None:
+    """Write the level outputs into `temporaries` ({LevelOutputs field: path}), paths the caller got from
+    `images.atomic.atomic_outputs`, which renames them onto the outputs or removes them, all together."""
     import SimpleITK as sitk
 
-    from RootletSegLogic.images.atomic import atomic_outputs
     from RootletSegLogic.levels.entry_zone import spinal_level_label_image
     from RootletSegLogic.levels.planning import write_level_outputs
 
-    label_image = spinal_level_label_image(rootlets, cord, result) if outputs.label_image else None
+    if temporaries.get("label_image"):
+        sitk.WriteImage(spinal_level_label_image(rootlets, cord, result), str(temporaries["label_image"]), True)
+    write_level_outputs(
+        result,
+        tsv_path=temporaries["table"],
+        json_path=temporaries.get("planning_json"),
+        markups_path=temporaries.get("markups"),
+        pairings_path=temporaries.get("pairings"),
+        overwrite=True,  # only our own temporary files are replaced; the user's files were checked before
+        provenance=result.provenance,
+    )
+
+
+def write_level_files(result, outputs: LevelOutputs, rootlets, cord, overwrite: bool = False) -> Dict[str, str]:
+    """Write every requested output together or not at all; returns {name: absolute path}."""
+    from RootletSegLogic.images.atomic import atomic_outputs
+
     named = outputs.items()
     with atomic_outputs([path for _, path in named], overwrite) as temporaries:
-        tmp = {name: path for (name, _), path in zip(named, temporaries)}
-        if label_image is not None:
-            sitk.WriteImage(label_image, str(tmp["label_image"]), True)
-        write_level_outputs(
-            result,
-            tsv_path=tmp["table"],
-            json_path=tmp.get("planning_json"),
-            markups_path=tmp.get("markups"),
-            pairings_path=tmp.get("pairings"),
-            overwrite=True,  # only our own temporary files are replaced; the user's files were checked above
-            provenance=result.provenance,
-        )
+        write_level_temporaries(result, {name: tmp for (name, _), tmp in zip(named, temporaries)}, rootlets, cord)
     return {name: str(absolute_path(path)) for name, path in named}
 
 
 def levels_from_files_to_files(inputs: LevelInputs, outputs: LevelOutputs, method: str = "paper",
                                overwrite: bool = False, provenance_extra: Optional[dict] = None,
-                               progress: ProgressCallback = no_progress, warn=None) -> Tuple[object, Dict[str, str]]:
-    """The whole file workflow: check, compute, report warnings through `warn`, write. Returns (result, outputs)."""
+                               progress: ProgressCallback = no_progress, warn=None,
+                               model: Optional[dict] = None,
+                               records: Optional[FileRecords] = None) -> Tuple[object, Dict[str, str]]:
+    """The whole file workflow: check, read each input once, compute, report warnings through `warn`, write.
+    `model`: the model record of the segmentation (`provenance.model_record`), when known. Returns
+    (result, {output name: absolute path})."""
     check_level_request(inputs, outputs, overwrite)
-    result, rootlets, cord = compute_levels_from_files(inputs, method, progress)
-    result.provenance = provenance_for(inputs, method, provenance_extra)
+    data = read_level_inputs(inputs)
+    result = compute_level_data(data, method, progress)
+    result.provenance = provenance_for(inputs, method, provenance_extra, records, model)
     for warning in result.warnings:
         (warn or (lambda _message: None))(warning)
-    return result, write_level_files(result, outputs, rootlets, cord, overwrite)
+    return result, write_level_files(result, outputs, data.rootlets, data.cord, overwrite)

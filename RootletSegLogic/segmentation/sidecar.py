@@ -5,14 +5,15 @@ from __future__ import annotations
 import datetime
 import platform
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
 
 from RootletSegLogic import __version__
-from RootletSegLogic.images.files import absolute_path, file_sha256
+from RootletSegLogic.images.files import absolute_path
 from RootletSegLogic.images.orientation import axcodes_of, axcodes_to_sct
+from RootletSegLogic.provenance import FileRecords, model_record
 from RootletSegLogic.segmentation.model_folder import ModelFolder
 from RootletSegLogic.segmentation.predictor import Segmenter
 
@@ -26,47 +27,26 @@ def _package_version(name: str) -> Optional[str]:
         return None
 
 
-def _checkpoint_record(model: ModelFolder) -> Dict[str, dict]:
-    record = {}
-    for fold, path in model.checkpoints.items():
-        record[str(fold)] = {"file": str(Path(path).relative_to(model.trainer_dir)), "sha256": file_sha256(path)}
-    return record
-
-
 def build_sidecar(input_path: Path, output_path: Path, image: sitk.Image, model: ModelFolder,
-                  segmenter: Segmenter, labels: sitk.Image) -> dict:
-    """The provenance record written beside the label map."""
+                  segmenter: Segmenter, labels: sitk.Image, records: Optional[FileRecords] = None) -> dict:
+    """The provenance record written beside the label map. The model is described by `provenance.model_record`
+    (the shape every output uses); the input's sha256 comes from `records`, so a command hashes each file once."""
     import torch
 
-    meta = dict(model.metadata)
+    records = records or FileRecords()
     present = sorted(int(v) for v in np.unique(sitk.GetArrayViewFromImage(labels)) if v != 0)
     return {
         "description": "Spinal nerve rootlet segmentation (RootletSeg, nnU-Net v2); label value = spinal level "
                        "(2 = C2 ... 8 = C8, 9 = T1), 0 = background.",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "input": {
-            "path": str(absolute_path(input_path)),
-            "sha256": file_sha256(input_path),
+            **records.record(input_path),
             "size": list(image.GetSize()),
             "spacing_mm": list(image.GetSpacing()),
             "orientation": axcodes_of(image),
         },
         "output": {"path": str(absolute_path(output_path)), "labels_present": present},
-        "model": {
-            "name": meta.get("name"),
-            "title": meta.get("title"),
-            "release": meta.get("release"),
-            "url": meta.get("url"),
-            "weights_sha256": meta.get("weights_sha256"),  # registry: the release zip's; else over the checkpoints
-            "source": meta.get("source"),
-            "trusted": meta.get("trusted"),
-            "folder": str(model.trainer_dir),
-            "trainer": model.trainer_name,
-            "configuration": model.configuration,
-            "folds": [str(f) for f in model.folds],
-            "checkpoints": _checkpoint_record(model),
-            "labels": model.labels,
-        },
+        "model": model_record(model, records),
         "settings": segmenter.settings,
         "orientation": {
             "model_image_orientation_sct": model.image_orientation_sct,
