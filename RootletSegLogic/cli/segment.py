@@ -4,8 +4,9 @@ Heavy imports (torch, nnU-Net) happen inside `run`, so `rootletseg --help` stays
 
 With --cord and/or --discs/--disc-points (and --pmj), the levels are computed from the new segmentation too and
 written beside it as `<stem>_levels.tsv`, `_levels.json`, `_levels.mrk.json`, `level_pairings.tsv` (and, with a cord,
-`_levels.nii.gz`): the same outputs as `rootletseg levels`. Level inputs and outputs are checked before the
-(long) segmentation starts.
+`_levels.nii.gz`; names from `RootletSegLogic.naming`): the same outputs as `rootletseg levels`, computed from the
+label map in memory and written with it as one set (`segmentation.workflow.segment_and_levels`). Level inputs and
+outputs are checked before the (long) segmentation starts.
 """
 
 from __future__ import annotations
@@ -42,40 +43,6 @@ def add_level_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--method", choices=("paper", "gapless"), default="paper", help="level method (default paper)")
 
 
-def _level_request(args: argparse.Namespace, segmentation_path):
-    """(LevelInputs, LevelOutputs) when level inputs were given, else None. Outputs go beside the segmentation and
-    are named after it: `sub-01_rootlets.nii.gz` -> `sub-01_levels.tsv`, ..."""
-    from pathlib import Path
-
-    from RootletSegLogic.images.files import image_stem
-    from RootletSegLogic.levels.files import LevelInputs, default_level_outputs
-    from RootletSegLogic.segmentation.workflow import OUTPUT_SUFFIX
-
-    if not (args.cord or args.discs or args.disc_points):
-        if args.pmj:
-            from RootletSegLogic.errors import UserError
-
-            raise UserError("--pmj alone gives no levels: add --cord and/or --discs.")
-        return None
-    inputs = LevelInputs(Path(segmentation_path), *(Path(p) if p else None for p in
-                                                    (args.cord, args.discs, args.disc_points, args.pmj)))
-    stem = image_stem(segmentation_path)
-    if stem.endswith(OUTPUT_SUFFIX) and len(stem) > len(OUTPUT_SUFFIX):
-        stem = stem[: -len(OUTPUT_SUFFIX)]
-    outputs = default_level_outputs(Path(segmentation_path).parent, stem, with_label_image=bool(args.cord))
-    return inputs, outputs
-
-
-def _check_cord_grid(image_path, cord_path) -> None:
-    """The segmentation lands exactly on the image grid, so a cord mask on another grid fails now, not after the
-    (long) segmentation."""
-    from RootletSegLogic.images.grid import check_same_grid
-    from RootletSegLogic.images.reading import read_image, read_label_map
-
-    check_same_grid(read_label_map(cord_path, "spinal cord mask"), read_image(image_path),
-                            what="spinal cord mask", reference_what="input image")
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "segment",
@@ -108,38 +75,18 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace, reporter) -> int:
-    import json
-
-    from RootletSegLogic.errors import UserError
-    from RootletSegLogic.levels.files import (
-        check_level_request,
-        levels_from_files_to_files,
+    from RootletSegLogic.segmentation.workflow import (
+        default_output_path,
+        level_request_for,
+        segment_file,
     )
-    from RootletSegLogic.segmentation.workflow import default_output_path, segment_file
 
-    segmentation_path = args.output or default_output_path(args.image)
-    request = _level_request(args, segmentation_path)
-    if request:
-        inputs, level_outputs = request
-        check_level_request(inputs, level_outputs, args.overwrite, rootlets_pending=True)
-        if args.cord:
-            _check_cord_grid(args.image, args.cord)
+    levels = level_request_for(args.output or default_output_path(args.image), args.cord, args.discs,
+                               args.disc_points, args.pmj, args.method)
     outputs = segment_file(
         args.image, args.output, model=args.model, device=args.device, tta=args.tta, step=args.step,
         folds=args.folds, overwrite=args.overwrite, progress=reporter, warn=reporter.warning, threads=args.threads,
+        levels=levels,
     )
-    if request:
-        with open(outputs["sidecar"], encoding="utf-8") as handle:
-            sidecar = json.load(handle)
-        try:
-            _, written = levels_from_files_to_files(
-                inputs, level_outputs, args.method, args.overwrite, provenance_extra={"model": sidecar.get("model")},
-                progress=reporter, warn=reporter.warning,
-            )
-        except UserError as error:
-            reason = str(error)
-            raise UserError(f"The segmentation was written to '{outputs['segmentation']}', but not the levels: "
-                            f"{reason[:1].lower()}{reason[1:]}") from None
-        outputs.update(written)
     reporter.result(outputs)
     return 0

@@ -1,19 +1,39 @@
-"""The segment workflow: image file in, label map and sidecar out, all-or-nothing."""
+"""The segment workflow: image file in; label map, sidecar and (with level inputs) the level outputs out, as one
+all-or-nothing set.
+
+One pass over the data: every input file is decoded once and hashed once; the checks that must come before the
+long inference (outputs writable, step / threads / device, the cord mask on the image grid -- from the headers
+only) run first; the levels are computed from the label map in memory; nothing this workflow writes is read back.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import SimpleITK as sitk
 
+from RootletSegLogic import naming
 from RootletSegLogic.errors import UserError
 from RootletSegLogic.images.atomic import atomic_outputs, check_outputs
-from RootletSegLogic.images.files import absolute_path, image_stem
+from RootletSegLogic.images.files import absolute_path
+from RootletSegLogic.images.grid import check_same_grid
+from RootletSegLogic.images.header import ImageHeader, read_header
 from RootletSegLogic.images.reading import read_image
+from RootletSegLogic.levels.files import (
+    LevelInputs,
+    LevelOutputs,
+    check_level_request,
+    compute_level_data,
+    provenance_for,
+    read_landmark_inputs,
+    write_level_temporaries,
+)
 from RootletSegLogic.progress import ProgressCallback, ProgressEvent, no_progress
+from RootletSegLogic.provenance import FileRecords
 from RootletSegLogic.segmentation.model_folder import Fold, ModelFolder
 from RootletSegLogic.segmentation.predictor import (
     DEFAULT_STEP,
@@ -25,8 +45,8 @@ from RootletSegLogic.segmentation.predictor import (
 from RootletSegLogic.segmentation.sidecar import build_sidecar
 
 DEFAULT_MODEL = "rootletseg"
-OUTPUT_SUFFIX = "_rootlets"
-WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+OUTPUT_SUFFIX = naming.ROOTLETS_SUFFIX  # kept for callers of the old name
+WRITABLE_SUFFIXES = naming.WRITABLE_IMAGE_SUFFIXES
 
 WarnCallback = Callable[[str], None]
 
@@ -45,54 +65,147 @@ def resolve_model(name_or_path: Union[str, os.PathLike, ModelFolder], progress: 
 
 # ------------------------------------------------------------------------------------------------------ files
 def default_output_path(input_path: Union[str, os.PathLike]) -> Path:
-    """`<stem>_rootlets.nii.gz` beside the input (stem without image suffix and without `_0000`)."""
-    input_path = Path(input_path)
-    return input_path.parent / f"{image_stem(input_path)}{OUTPUT_SUFFIX}.nii.gz"
+    """`<stem>_rootlets.nii.gz` beside the input (`naming.segmentation_path`)."""
+    return naming.segmentation_path(input_path)
 
 
 def sidecar_path_for(output_path: Union[str, os.PathLike]) -> Path:
-    """The JSON sidecar of a label map: same folder, same stem, `.json`."""
-    output_path = Path(output_path)
-    return output_path.parent / f"{image_stem(output_path)}.json"
+    """The JSON sidecar of a label map: same folder, same stem, `.json` (`naming.sidecar_path`)."""
+    return naming.sidecar_path(output_path)
 
 
 def _check_output_path(output_path: Path) -> None:
-    if not output_path.name.lower().endswith(WRITABLE_SUFFIXES):
+    if not naming.is_writable_image_name(output_path):
         raise UserError(f"The output '{output_path.name}' has no supported image suffix: "
                         f"end it with {', '.join(WRITABLE_SUFFIXES)}.")
+
+
+@dataclass
+class LevelRequest:
+    """Levels to compute from the new label map: the landmark files (`inputs.rootlets` is the label map's path,
+    never read) and the outputs. `level_request_for` names the outputs after the label map."""
+
+    inputs: LevelInputs
+    outputs: LevelOutputs
+    method: str = "paper"
+
+
+def level_request_for(segmentation: Union[str, os.PathLike], cord=None, discs=None, disc_points=None, pmj=None,
+                      method: str = "paper") -> Optional[LevelRequest]:
+    """A LevelRequest with the outputs beside `segmentation` and named after it (`naming.level_paths_for_
+    segmentation`), or None when no cord and no discs were given. UserError for a PMJ alone (it gives no levels)."""
+    if not (cord or discs or disc_points):
+        if pmj:
+            raise UserError("--pmj alone gives no levels: add --cord and/or --discs.")
+        return None
+    segmentation = Path(segmentation)
+    inputs = LevelInputs(segmentation, *(Path(p) if p else None for p in (cord, discs, disc_points, pmj)))
+    outputs = LevelOutputs(**naming.level_paths_for_segmentation(segmentation, with_label_image=bool(cord)))
+    return LevelRequest(inputs, outputs, method)
+
+
+@dataclass
+class SegmentRun:
+    """What one segment run made: {output name: absolute path} as written, the label map (on the input grid) and
+    the LevelResult (None without levels)."""
+
+    outputs: Dict[str, str]
+    labels: sitk.Image
+    levels: Optional[object] = None
+    warnings: List[str] = field(default_factory=list)
+
+
+def _check_cord_grid(image_header: ImageHeader, cord_path: Path) -> None:
+    """The label map lands exactly on the image grid, so a cord mask on another grid fails now, before any voxel
+    is decoded (headers only)."""
+    check_same_grid(read_header(cord_path, "spinal cord mask"), image_header,
+                    what="spinal cord mask", reference_what="input image")
+
+
+def segment_and_levels(input_path: Union[str, os.PathLike], output_path: Union[str, os.PathLike, None] = None,
+                       model: Union[str, os.PathLike, ModelFolder] = DEFAULT_MODEL, device: str = "auto",
+                       tta: bool = False, step: float = DEFAULT_STEP, folds: Optional[Sequence[Fold]] = None,
+                       overwrite: bool = False, progress: Optional[ProgressCallback] = None,
+                       warn: Optional[WarnCallback] = None, threads: Optional[int] = None,
+                       levels: Optional[LevelRequest] = None) -> SegmentRun:
+    """Segment an image file and, with `levels`, compute the levels from the new label map in memory; write the
+    label map, its sidecar and the level outputs as one all-or-nothing set.
+
+    Order: every check that needs no voxels (output names and existence, level inputs exist, step, threads,
+    device, the cord mask's grid from the headers), then the image and the level inputs are decoded once each
+    (a bad file fails before the long work), then the model, the inference, the levels and the writes. When the
+    levels fail (UserError) the label map and sidecar are still written, as their own set, and the error says so.
+    """
+    progress = progress or no_progress
+    warn = warn or (lambda _message: None)
+    input_path = Path(input_path)
+    image_header = read_header(input_path, "image")  # a missing or non-image input fails first, as before
+    output_path, sidecar_path = naming.segment_outputs(input_path, output_path)
+    _check_output_path(output_path)
+    if absolute_path(input_path) in (absolute_path(output_path), absolute_path(sidecar_path)):
+        raise UserError(f"The output '{output_path}' would replace the input image: choose another output name.")
+    if levels is not None:
+        check_level_request(levels.inputs, levels.outputs, overwrite, rootlets_pending=True)
+    level_paths = levels.outputs.items() if levels is not None else []
+    check_outputs([output_path, sidecar_path] + [path for _, path in level_paths], overwrite)
+    check_step(step)
+    check_threads(threads)
+    resolve_device(device)  # an unavailable device fails before any download or loading
+    if levels is not None and levels.inputs.cord:
+        _check_cord_grid(image_header, levels.inputs.cord)
+
+    image = read_image(input_path)
+    landmarks = read_landmark_inputs(levels.inputs) if levels is not None else None
+
+    model_folder = resolve_model(model, progress=progress, warn=warn).select_folds(folds)
+    segmenter = Segmenter(model_folder, device, tta, step, progress, threads)
+    labels = segmenter.segment(image, progress, finish_export=False)
+    records = FileRecords()  # each input hashed once, shared by the sidecar and the level provenance
+    sidecar = build_sidecar(input_path, output_path, image, model_folder, segmenter, labels, records)
+
+    result, level_error = None, None
+    if levels is not None:
+        landmarks.rootlets = labels
+        try:
+            result = compute_level_data(landmarks, levels.method, progress)
+        except UserError as error:
+            level_error = error
+        else:
+            records.mark_written(output_path)  # the label map is this run's own: never read back to hash it
+            result.provenance = provenance_for(levels.inputs, levels.method, records=records, model=sidecar["model"])
+            for warning in result.warnings:
+                warn(warning)
+
+    written = [("segmentation", output_path), ("sidecar", sidecar_path)]
+    if result is not None:
+        written += level_paths
+    with atomic_outputs([path for _, path in written], overwrite) as temporaries:
+        tmp = {name: path for (name, _), path in zip(written, temporaries)}
+        sitk.WriteImage(labels, str(tmp["segmentation"]), True)
+        Path(tmp["sidecar"]).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+        if result is not None:
+            write_level_temporaries(result, {name: tmp[name] for name, _ in level_paths}, labels, landmarks.cord)
+    progress(ProgressEvent("export", 1, 1, f"wrote {output_path.name}"))
+    outputs = {name: str(absolute_path(path)) for name, path in written}
+    if level_error is not None:
+        reason = str(level_error)
+        raise UserError(f"The segmentation was written to '{outputs['segmentation']}', but not the levels: "
+                        f"{reason[:1].lower()}{reason[1:]}") from None
+    return SegmentRun(outputs, labels, result, list(result.warnings) if result is not None else [])
 
 
 def segment_file(input_path: Union[str, os.PathLike], output_path: Union[str, os.PathLike, None] = None,
                  model: Union[str, os.PathLike, ModelFolder] = DEFAULT_MODEL, device: str = "auto", tta: bool = False,
                  step: float = DEFAULT_STEP, folds: Optional[Sequence[Fold]] = None, overwrite: bool = False,
                  progress: Optional[ProgressCallback] = None, warn: Optional[WarnCallback] = None,
-                 threads: Optional[int] = None) -> Dict[str, str]:
-    """Segment an image file; write the label map and its JSON sidecar all-or-nothing.
+                 threads: Optional[int] = None, levels: Optional[LevelRequest] = None) -> Dict[str, str]:
+    """Segment an image file; write the label map and its JSON sidecar (and, with `levels`, the level outputs)
+    all-or-nothing.
 
     Output: `output_path`, default `<stem>_rootlets.nii.gz` beside the input, and `<output stem>.json` beside it.
     Existing outputs are an error unless `overwrite` (checked before the model is loaded). `model` is a registry
     name, a folder/zip path or a ModelFolder; `folds` None = every fold present. Returns the absolute output paths:
-    {"segmentation": ..., "sidecar": ...}.
+    {"segmentation": ..., "sidecar": ...} plus the LevelOutputs names (table, planning_json, ...) with `levels`.
     """
-    progress = progress or no_progress
-    input_path = Path(input_path)
-    image = read_image(input_path)
-    output_path = Path(output_path) if output_path is not None else default_output_path(input_path)
-    _check_output_path(output_path)
-    sidecar_path = sidecar_path_for(output_path)
-    if absolute_path(input_path) in (absolute_path(output_path), absolute_path(sidecar_path)):
-        raise UserError(f"The output '{output_path}' would replace the input image: choose another output name.")
-    check_outputs([output_path, sidecar_path], overwrite)  # fail before any loading
-    check_step(step)
-    check_threads(threads)
-    resolve_device(device)  # an unavailable device fails before any download or loading
-    model_folder = resolve_model(model, progress=progress, warn=warn).select_folds(folds)
-    segmenter = Segmenter(model_folder, device, tta, step, progress, threads)
-    labels = segmenter.segment(image, progress, finish_export=False)
-    sidecar = build_sidecar(input_path, output_path, image, model_folder, segmenter, labels)
-    with atomic_outputs([output_path, sidecar_path], overwrite) as (tmp_labels, tmp_sidecar):
-        sitk.WriteImage(labels, str(tmp_labels), True)
-        Path(tmp_sidecar).write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-    progress(ProgressEvent("export", 1, 1, f"wrote {output_path.name}"))
-    return {"segmentation": str(absolute_path(output_path)),
-            "sidecar": str(absolute_path(sidecar_path))}
+    return segment_and_levels(input_path, output_path, model, device, tta, step, folds, overwrite, progress, warn,
+                              threads, levels).outputs
