@@ -53,6 +53,9 @@ def test_demo_writes_phantom_and_segmentation(tmp_path):
     assert labels.GetOrigin() == image.GetOrigin() and labels.GetSpacing() == image.GetSpacing()
     sidecar = json.loads(Path(outputs["sidecar"]).read_text())
     assert sidecar["model"]["name"] == "demo" and sidecar["model"]["source"] == "embedded"
+    # one provenance shape: the levels carry the sidecar's model record, not a bare name
+    planning = json.loads(Path(outputs["levels_planning_json"]).read_text())
+    assert planning["provenance"]["model"] == sidecar["model"]
 
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     again = run_demo("--out", out)
@@ -73,7 +76,8 @@ def test_segment_with_cord_discs_and_pmj_also_writes_the_levels(tmp_path):
     for key in ("segmentation", "sidecar", "table", "planning_json", "markups", "pairings", "label_image"):
         assert Path(outputs[key]).is_file(), key
     planning = json.loads(Path(outputs["planning_json"]).read_text())
-    assert planning["provenance"]["model"]["name"] == "demo"
+    sidecar = json.loads(Path(outputs["sidecar"]).read_text())
+    assert planning["provenance"]["model"] == sidecar["model"] and sidecar["model"]["name"] == "demo"
 
     # Levels from the same files by `rootletseg levels` give the same table: one core, two faces.
     again = rootletseg("levels", "--rootlets", outputs["segmentation"], "--cord", phantom_dir / "cord.nii.gz",
@@ -115,3 +119,25 @@ def test_level_outputs_are_named_after_the_segmentation(tmp_path):
     outputs = json.loads(done.stdout.splitlines()[-1])["outputs"]
     assert Path(outputs["table"]) == tmp_path / "sub-07_levels.tsv"
     assert Path(outputs["label_image"]) == tmp_path / "sub-07_levels.nii.gz"
+
+
+def test_segment_writes_levels_with_the_segmentation_or_says_why_not(tmp_path):
+    phantom_dir = tmp_path / "phantom"
+    assert rootletseg("phantom", "--out", phantom_dir, "--seed", "1005").returncode == 0
+    image = phantom_dir / "image.nii.gz"
+    # an existing level output stops the whole set before segmenting: no label map, no sidecar
+    (phantom_dir / "image_levels.tsv").write_text("mine\n")
+    before = sorted(p.name for p in phantom_dir.iterdir())
+    done = rootletseg("segment", image, "--model", "demo", "--cord", phantom_dir / "cord.nii.gz")
+    assert done.returncode == 1 and "already exists" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(p.name for p in phantom_dir.iterdir()) == before
+    assert (phantom_dir / "image_levels.tsv").read_text() == "mine\n"
+    (phantom_dir / "image_levels.tsv").unlink()
+    # levels that cannot be computed (an empty cord) keep the segmentation, which cost the long work, and say so
+    cord = sitk.ReadImage(str(phantom_dir / "cord.nii.gz")) * 0
+    sitk.WriteImage(cord, str(tmp_path / "empty_cord.nii.gz"))
+    done = rootletseg("segment", image, "--model", "demo", "--threads", "1", "--cord", tmp_path / "empty_cord.nii.gz")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "was written to" in done.stderr and "but not the levels" in done.stderr
+    assert (phantom_dir / "image_rootlets.nii.gz").is_file() and (phantom_dir / "image_rootlets.json").is_file()
+    assert not (phantom_dir / "image_levels.tsv").exists() and not (phantom_dir / "image_levels.nii.gz").exists()
