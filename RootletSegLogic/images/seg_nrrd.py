@@ -22,6 +22,7 @@ import SimpleITK as sitk
 
 from RootletSegLogic.errors import UserError
 from RootletSegLogic.levels.colors import LEVEL_COLORS, OTHER_COLOR
+from RootletSegLogic.levels.terminology import terminology_entry_string
 from RootletSegLogic.levels.types import SPINAL_LEVEL_NAMES
 
 SEGMENT_NAME_SUFFIX = " rootlets"
@@ -39,13 +40,6 @@ def segment_id(value: int) -> str:
     return f"RootletSeg_{SPINAL_LEVEL_NAMES.get(value, value)}"
 
 
-def _terminology(kind: str = "rootlets") -> str:
-    # the terminology file ships with the Slicer adapters; reading it needs no Slicer
-    from RootletSegLogic.slicer.terminology import terminology_entry_string
-
-    return terminology_entry_string(kind)
-
-
 def seg_nrrd_metadata(label_image: sitk.Image, terminology: Optional[str] = None) -> Dict[str, str]:
     """Slicer's segmentation header fields for a label map (SCT values; 0 = background), one segment per value."""
     array = sitk.GetArrayViewFromImage(label_image)
@@ -55,7 +49,7 @@ def seg_nrrd_metadata(label_image: sitk.Image, terminology: Optional[str] = None
     if values[0] < 0 or values[-1] > 255:
         raise UserError(f"The rootlet label map holds the value {values[0] if values[0] < 0 else values[-1]}: "
                         f"give a label map with values 1..255.")
-    terminology = terminology or _terminology()
+    terminology = terminology or terminology_entry_string("rootlets")
     meta = {
         "Segmentation_MasterRepresentation": "Binary labelmap",
         "Segmentation_SourceRepresentation": "Binary labelmap",

@@ -9,7 +9,9 @@ The public API:
     label_image_from_segments(segmentation_node, reference_volume_node)              -> sitk.Image (SCT values)
     mask_image_from_segment(segmentation_node, segment_id, reference_volume_node)    -> sitk.Image (0/1)
     segment_level_value(segment)                          -> label value a segment stands for, or None
-    terminology_file(), terminology_entry_string(kind), register_terminology(terminology_logic)
+
+The terminology entry the segments carry comes from `levels/terminology.py` (Slicer-free; `slicer/terminology.py`
+registers the file in Slicer).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import SimpleITK as sitk
 from RootletSegLogic.errors import UserError
 from RootletSegLogic.levels.colors import LEVEL_COLORS, OTHER_COLOR
 from RootletSegLogic.levels.types import SPINAL_LEVEL_NAMES
-from RootletSegLogic.slicer.terminology import terminology_entry_string
+from RootletSegLogic.levels.terminology import terminology_entry_string
 from RootletSegLogic.slicer.volumes import (
     import_slicer,
     node_to_world,
@@ -293,9 +295,6 @@ def mask_image_from_segment(segmentation_node, segment_id: str, reference_volume
 
 
 __all__ = [
-    "terminology_file",
-    "terminology_entry_string",
-    "register_terminology",
     "segment_level_value",
     "show_level_segments",
     "label_image_from_segments",

@@ -92,10 +92,10 @@ def test_module_script_and_resources_are_listed(module_cmake):
 def test_core_finds_its_data_where_the_package_puts_it():
     """The installed layout mirrors the repository root, which is what the core's paths assume."""
     from RootletSegLogic.segmentation.registry import EMBEDDED_DEMO_PATH
-    from RootletSegLogic.slicer.terminology import TERMINOLOGY_DIR
+    from RootletSegLogic.levels.terminology import TERMINOLOGY_DIR
 
     assert EMBEDDED_DEMO_PATH == REPO / "RootletSegLogic" / "synthetic" / "models" / "demo"
-    assert TERMINOLOGY_DIR == REPO / "RootletSegLogic" / "slicer" / "data"
+    assert TERMINOLOGY_DIR == REPO / "RootletSegLogic" / "levels" / "data"
     assert (EMBEDDED_DEMO_PATH / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "plans.json").is_file()
     assert any(TERMINOLOGY_DIR.glob("*.json"))
 

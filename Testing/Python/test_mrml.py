@@ -1,7 +1,5 @@
-"""RootletSegLogic.mrml, mrml_segments and mrml_levels on a real MRML scene (the `slicer-core` wheel: real
-vtkMRMLScene, nodes and logics, no Qt).
-
-Skipped as a whole, with the reason, only where `slicer` (with MRML) cannot be imported.
+"""RootletSegLogic.slicer (volumes, segments, level nodes, terminology) on a real MRML scene (the `slicer-core` wheel:
+real vtkMRMLScene, nodes and logics, no Qt). slicer-core and slicerio are test dependencies: nothing here skips.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicer  # slicer-core, a test dependency (`make test` installs it): these tests must run, never skip
+import slicerio  # a test dependency: an independent reader of the .seg.nrrd files
 
 # PyPI also has an unrelated package named `slicer`: say so instead of failing obscurely below
 assert hasattr(slicer, "vtkMRMLScene"), "the installed `slicer` module is not 3D Slicer's MRML: install slicer-core"
@@ -40,10 +39,12 @@ from RootletSegLogic.slicer.segments import (
     mask_image_from_segment,
     show_level_segments,
 )
-from RootletSegLogic.slicer.terminology import (
+from RootletSegLogic.levels.terminology import (
+    TERMINOLOGY_FILE,
     terminology_entry_string,
     terminology_file,
 )
+from RootletSegLogic.slicer.terminology import register_terminology
 from RootletSegLogic.slicer.volumes import (
     create_core_scene,
     image_from_volume_node,
@@ -176,7 +177,8 @@ def test_terminology_entry_matches_slicers_own_serialization(core):
         assert entry.GetTypeObject().GetCodeMeaning() == meaning
         assert entry.GetTypeObject().GetCodingSchemeDesignator() == "SCT"
         assert logic.SerializeTerminologyEntry(entry) == text
-    assert terminology_file().is_file()
+    assert terminology_file().is_file() and terminology_file() == TERMINOLOGY_FILE
+    assert register_terminology(logic) == "Segmentation category and type - RootletSeg"  # loading twice is harmless
 
 
 # --------------------------------------------------------------------------------------------- volume round trip
@@ -705,7 +707,6 @@ def test_slicers_own_export_gives_identical_voxels_on_an_oblique_transformed_vol
 def test_saved_seg_nrrd_carries_sct_label_values(core, sct_data, tmp_path):
     """Export Segmentation (Slicer's storage node, what slicer.util.saveNode uses) writes the level segments in one
     shared layer with label values 2..9 = SCT values, read back by slicerio (not written here)."""
-    slicerio = pytest.importorskip("slicerio")
     volume, labels = _real_data(core, sct_data)
     segmentation_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Rootlets")
     show_level_segments(segmentation_node, labels, volume, closed_surfaces=False)

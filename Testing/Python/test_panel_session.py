@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import slicerio  # a test dependency: an independent reader of the .seg.nrrd we write
 
 import slicer  # noqa: F401  (slicer-core, a test dependency)
 from RootletSegLogic.errors import UserError
@@ -190,7 +191,6 @@ def test_exports_carry_the_sidecars_model_record_and_export_all_names_files_afte
     planning = json.loads(written["planning_json"].read_text())
     assert planning["provenance"]["model"] == model
     assert planning["provenance"]["contrast"] == "T2w" and planning["provenance"]["method"] == "paper"
-    slicerio = pytest.importorskip("slicerio")
     seg = slicerio.read_segmentation(str(written["segmentation"]))
     levels = {s["name"]: s["labelValue"] for s in seg["segments"] if s["name"].endswith("rootlets")}
     assert levels["C2 rootlets"] == 2 and levels["T1 rootlets"] == 9

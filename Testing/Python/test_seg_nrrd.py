@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import slicerio  # a test dependency: an independent reader of Slicer segmentation files
 
 from RootletSegLogic.errors import UserError
 from RootletSegLogic.images.seg_nrrd import write_seg_nrrd
 from RootletSegLogic.levels.colors import LEVEL_COLORS
-from RootletSegLogic.slicer.terminology import terminology_entry_string
-
-slicerio = pytest.importorskip("slicerio")
+from RootletSegLogic.levels.terminology import terminology_entry_string
 
 
 def _labels():
@@ -51,7 +50,8 @@ def test_slicerio_reads_the_level_segments_with_sct_values(tmp_path):
 
 
 def test_slicer_loads_it_as_a_segmentation(tmp_path):
-    slicer = pytest.importorskip("slicer")
+    import slicer  # slicer-core, a test dependency
+
     from RootletSegLogic.slicer.segments import label_image_from_segments
     from RootletSegLogic.slicer.volumes import create_core_scene, volume_node_from_image
 
