@@ -19,8 +19,10 @@ of the folder: on any failure, or Ctrl-C (SIGINT/SIGTERM raise `Cancelled`), the
 (folders created for the attempt are removed again). The download / extraction / staging machinery is in
 `model_install.py`; this module holds the registry, the cache locations and the operations built on them.
 
-Model checkpoints are Python pickles: loading one can run arbitrary code. Registry and embedded models are
-`trusted`; any other model makes `resolve_model` call its `warn` callback once.
+Model checkpoints are Python pickles; they are loaded weights-only (`predictor.load_checkpoint`). Registry models
+downloaded from the registry URL (or whose zip has the registry's sha256) and embedded models are `trusted`; a model
+downloaded from a mirror without the registry's checksum is recorded as unverified (`"verified": false`, source
+"mirror") and, like any other model, makes `resolve_model` call its `warn` callback once.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def download_model(
     expected = given or (spec.sha256.lower() if spec.sha256 else None)
     target = installed_path(spec.name)
     if not force and (target / RECORD_NAME).is_file():
-        return _load_installed(spec)
+        return _load_installed(spec, warn)
     source_url = url or spec.url
     label = f"model '{spec.name}'"
     with Staging(models_root()) as staging:
@@ -175,6 +177,9 @@ def download_model(
             "sha256": actual,
             "weights_sha256": actual,
             "sha256_verified": bool(expected),
+            # Trusted as the published release only when fetched from the registry URL or, from a mirror, when
+            # the zip has the registry's own sha256 (a checksum the user gives only proves what they chose).
+            "verified": _is_verified_release(spec, source_url, actual),
             "size_bytes": size,
             "date": _now(),
             "source": "registry",
@@ -187,7 +192,7 @@ def download_model(
     if not expected:
         warn(f"Model '{spec.name}' has no published checksum; sha256 of what was downloaded: {actual} "
              f"({size} bytes), recorded in {target / RECORD_NAME}.")
-    return _load_installed(spec)
+    return _load_installed(spec, warn)
 
 
 def _metadata(
@@ -217,7 +222,20 @@ def _labels_from_dataset(model: ModelFolder) -> Dict[int, str]:
     return dict(sorted(labels.items()))
 
 
-def _load_installed(spec: ModelSpec) -> ModelFolder:
+def _is_verified_release(spec: ModelSpec, url: Optional[str], sha256: Optional[str]) -> bool:
+    if spec.sha256:
+        return bool(sha256) and sha256.lower() == spec.sha256.lower()
+    return url is None or url == spec.url
+
+
+def _record_verified(spec: ModelSpec, record: dict) -> bool:
+    """A record's `verified`, computed for records written before it existed (URL / sha256 against the registry)."""
+    if "verified" in record:
+        return bool(record["verified"])
+    return _is_verified_release(spec, record.get("url"), record.get("sha256"))
+
+
+def _load_installed(spec: ModelSpec, warn: Optional[Warn] = None) -> ModelFolder:
     folder = installed_path(spec.name)
     record = _read_record(folder) or {}
     if spec.sha256 and record.get("sha256") and record["sha256"] != spec.sha256.lower():
@@ -228,10 +246,14 @@ def _load_installed(spec: ModelSpec) -> ModelFolder:
     except UserError as error:
         raise UserError(f"The installed model '{spec.name}' in '{folder}' is damaged ({str(error).rstrip('.')}): "
                         f"run `rootletseg models download {spec.name} --force`.") from None
+    verified = _record_verified(spec, record)
     model.metadata = _metadata(
-        spec.name, spec.title, spec.release, record.get("url", spec.url), record.get("sha256"), "registry",
-        spec.labels, True, path=str(folder), installed=record.get("date"),
+        spec.name, spec.title, spec.release, record.get("url", spec.url), record.get("sha256"),
+        "registry" if verified else "mirror", spec.labels, verified, path=str(folder), installed=record.get("date"),
     )
+    if not verified and warn is not None:
+        warn(TRUST_WARNING.format(what=f"Model '{spec.name}' (downloaded from {record.get('url')}, not checked "
+                                       "against the registry's checksum)"))
     return model
 
 
@@ -381,7 +403,7 @@ def resolve_model(
             if spec.embedded:
                 return _load_embedded(spec)
             if (installed_path(spec.name) / RECORD_NAME).is_file():
-                return _load_installed(spec)
+                return _load_installed(spec, warn)
             if not download:
                 raise UserError(f"The model '{spec.name}' is not installed: run `rootletseg models download "
                                 f"{spec.name}` (or allow downloads).")
@@ -431,7 +453,9 @@ def list_models() -> List[dict]:
             "labels": spec.labels_summary, "installed": state in ("yes", "embedded"), "state": state,
             "path": str(folder) if state in ("yes", "embedded") else None, "url": spec.url,
             "sha256": (record or {}).get("sha256") or spec.sha256, "size_bytes": (record or {}).get("size_bytes")
-            or spec.size_bytes, "source": "embedded" if spec.embedded else "registry", "trusted": True,
+            or spec.size_bytes, "source": "embedded" if spec.embedded else ("registry" if record is None
+            or _record_verified(spec, record) else "mirror"),
+            "trusted": record is None or _record_verified(spec, record),
         })
     for name in imported_names():
         folder = imported_root() / name
@@ -454,8 +478,10 @@ def model_info(name: str) -> dict:
             "name": spec.name, "aliases": list(spec.aliases), "title": spec.title, "release": spec.release,
             "url": spec.url, "published_sha256": spec.sha256, "size_bytes": spec.size_bytes,
             "labels": {str(k): v for k, v in spec.labels.items()}, "contrasts": list(spec.contrasts),
-            "description": spec.description, "source": "embedded" if spec.embedded else "registry",
-            "trusted": True, "installed": state in ("yes", "embedded"), "state": state, "path": str(folder),
+            "description": spec.description,
+            "source": "embedded" if spec.embedded else ("registry" if record is None
+                                                          or _record_verified(spec, record) else "mirror"),
+            "trusted": record is None or _record_verified(spec, record), "installed": state in ("yes", "embedded"), "state": state, "path": str(folder),
             "record": record,
         }
         loader = (lambda: _load_embedded(spec)) if spec.embedded else (lambda: _load_installed(spec))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from typing import List, Optional
 
@@ -38,6 +39,9 @@ from RootletSegLogic.segmentation.model_folder import ModelFolder
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_STEP = 0.5
 DEFAULT_ORIENTATION_SCT = "LPI"  # SCT's default ("from" letters) == "RAS" here
+# Opt-in for checkpoints that need more than plain data to unpickle (a pickle can run any code while loading).
+TRUST_ENV = "ROOTLETSEG_TRUST_CHECKPOINTS"
+TRUST_HINT = f"if you trust its source and accept that loading it can run code, set {TRUST_ENV}=1 and run again"
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
@@ -182,6 +186,58 @@ def _predictor_class():
     return _PREDICTOR_CLASS
 
 
+# ------------------------------------------------------------------------------------------ checkpoint loading
+def _checkpoint_globals() -> list:
+    """What nnU-Net checkpoints hold beyond tensors and Python containers, for PyTorch's weights-only unpickler.
+
+    nnU-Net's trainer saves its logging (NumPy float scalars), `_best_ema` (a NumPy scalar), `init_args` (plans and
+    dataset dicts, a `torch.device`) and the optimizer / grad-scaler states. NumPy scalars and arrays pickle as
+    `numpy.core.multiarray.scalar` / `_reconstruct` under NumPy 1 (the official models) and `numpy._core...` under
+    NumPy 2, so both names are allowed for the same functions. None of these can run code: they rebuild values.
+    """
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    allowed: list = [np.dtype, np.ndarray]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed += [(multiarray.scalar, f"{module}.scalar"), (multiarray._reconstruct, f"{module}._reconstruct")]
+    dtypes = getattr(np, "dtypes", None)  # NumPy >= 1.25 may pickle a dtype by its class
+    if dtypes is not None:
+        allowed += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith("DType")]
+    return allowed
+
+
+def trust_from_environment() -> bool:
+    return os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def load_checkpoint(path, trust: bool = False):
+    """The checkpoint at `path` as a dict, unpickled by PyTorch's weights-only unpickler (tensors, Python containers
+    and numbers, `torch.device`, NumPy scalars / dtypes / arrays) so that a crafted pickle cannot run code.
+    A checkpoint needing anything else is refused with a UserError naming the opt-in (`trust=True`, which loads it
+    with the full unpickler). A damaged file is a UserError too."""
+    import pickle
+
+    import torch
+
+    try:
+        if trust:
+            return torch.load(path, map_location=torch.device("cpu"), weights_only=False)
+        with torch.serialization.safe_globals(_checkpoint_globals()):
+            return torch.load(path, map_location=torch.device("cpu"), weights_only=True)
+    except Cancelled:
+        raise
+    except pickle.UnpicklingError as error:
+        match = re.search(r"GLOBAL ([\w.]+)", str(error))
+        if match or "weights_only" in str(error).lower() or "weights only" in str(error).lower():
+            needed = f" ({match.group(1)})" if match else ""
+            raise UserError(f"The checkpoint '{path}' needs Python objects beyond weights{needed} to load, and "
+                            f"unpickling them could run code, so it was not loaded: {TRUST_HINT}.") from None
+        raise UserError(f"The checkpoint '{path}' could not be read (UnpicklingError): "
+                        "the file is damaged; download or copy the model again.") from None
+    except Exception as error:  # a damaged or foreign file: reading can fail in many ways
+        raise UserError(f"The checkpoint '{path}' could not be read ({type(error).__name__}): "
+                        "the file is damaged; download or copy the model again.") from None
+
+
 class Segmenter:
     """A loaded model ready to segment images (load once, segment many).
 
@@ -189,12 +245,16 @@ class Segmenter:
     `tta`: mirroring test-time augmentation (off by default, as SCT). `step`: sliding-window tile step as a fraction
     of the patch size (0.5, as SCT). `threads`: CPU threads for PyTorch (default: all CPUs; on a machine shared with
     other work, fewer threads can be much faster, as PyTorch's threads wait on each other).
+    `trust_checkpoints`: load checkpoints with the full unpickler (can run code); None reads ROOTLETSEG_TRUST_CHECKPOINTS.
+    Without it, checkpoints holding more than weights and plain values are refused (see `load_checkpoint`).
     """
 
     def __init__(self, model: ModelFolder, device: str = "auto", tta: bool = False, step: float = DEFAULT_STEP,
-                 progress: Optional[ProgressCallback] = None, threads: Optional[int] = None):
+                 progress: Optional[ProgressCallback] = None, threads: Optional[int] = None,
+                 trust_checkpoints: Optional[bool] = None):
         progress = progress or no_progress
         self.model = model
+        self.trust_checkpoints = trust_from_environment() if trust_checkpoints is None else bool(trust_checkpoints)
         self.step = check_step(step)
         self.threads = check_threads(threads)
         self.tta = bool(tta)
@@ -237,13 +297,7 @@ class Segmenter:
         mirror_axes = (0, 1, 2)
         trainer_name = model.trainer_name
         for index, (fold, path) in enumerate(folds):
-            try:
-                checkpoint = torch.load(path, map_location=torch.device("cpu"), weights_only=False)
-            except Cancelled:
-                raise
-            except Exception as error:  # a damaged or foreign file: unpickling can fail in many ways
-                raise UserError(f"The checkpoint '{path}' could not be read ({type(error).__name__}): "
-                                "the file is damaged; download or copy the model again.") from None
+            checkpoint = load_checkpoint(path, self.trust_checkpoints)
             if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
                 raise UserError(f"The checkpoint '{path}' holds no 'network_weights': it is not an nnU-Net v2 checkpoint.")
             if index == 0:
@@ -315,11 +369,11 @@ class Segmenter:
 
 def segment_image(image: sitk.Image, model: ModelFolder, device: str = "auto", tta: bool = False,
                   step: float = DEFAULT_STEP, progress: Optional[ProgressCallback] = None,
-                  threads: Optional[int] = None) -> sitk.Image:
+                  threads: Optional[int] = None, trust_checkpoints: Optional[bool] = None) -> sitk.Image:
     """Rootlet label map (uint8, value = spinal level) of a 3D image, on exactly the input grid.
 
     `image` may have any orientation, oblique included; `model` is a validated ModelFolder (all of its folds are
     ensembled; restrict with `model.select_folds`). Stages reported: load, preprocess, predict (one event per
     sliding-window tile per fold), export.
     """
-    return Segmenter(model, device, tta, step, progress, threads).segment(image, progress)
+    return Segmenter(model, device, tta, step, progress, threads, trust_checkpoints).segment(image, progress)

@@ -13,8 +13,9 @@ from RootletSegLogic.levels.types import SPINAL_LEVEL_NAMES
 
 RECORD_NAME = "rootletseg_model.json"
 TRUST_WARNING = (
-    "{what} is not a RootletSeg registry model: its checkpoints are Python pickles and can run arbitrary code: "
-    "use only models from a source you trust."
+    "{what} is not a verified RootletSeg registry model: its checkpoints are Python pickles and can run arbitrary "
+    "code if loaded in full (RootletSeg loads them weights-only and refuses any that need more): use only models from "
+    "a source you trust."
 )
 
 

@@ -143,11 +143,13 @@ def test_registry_entries():
 # ------------------------------------------------------------------------------------------------- downloads
 
 
-def test_download_without_checksum_records_and_reports_sha(server, kit, cache):
+def test_download_without_checksum_records_and_reports_sha(server, kit, cache, monkeypatch):
     data = kit["data"]["wrapped"]
     server.routes["/m.zip"] = data
+    # the registry's own URL (a mirror would be unverified: test_hardening_trust)
+    monkeypatch.setitem(REGISTRY, "rootletseg", dataclasses.replace(REGISTRY["rootletseg"], url=server.url("/m.zip")))
     events = Events()
-    model = download_model("multicon", url=server.url("/m.zip"), progress=events)
+    model = download_model("multicon", progress=events)
     assert isinstance(model, ModelFolder) and model.folds == [0, 1] and model.trainer_dir.name == TRAINER
     assert model.trainer_dir.parent.parent == cache / "models" / "rootletseg"
     record = json.loads((cache / "models" / "rootletseg" / RECORD_NAME).read_text())
@@ -177,7 +179,8 @@ def test_download_verified_checksum(server, kit, cache):
                                    progress=events)
     assert model.trainer_dir == cache / "models" / "m5" / TRAINER
     record = json.loads((cache / "models" / "m5" / RECORD_NAME).read_text())
-    assert record["sha256_verified"] is True and events.warnings == []
+    assert record["sha256_verified"] is True and record["verified"] is False  # a mirror: the user's checksum only
+    assert len(events.warnings) == 1 and "not checked against the registry's checksum" in events.warnings[0]
 
 
 def test_registry_checksum_is_verified(server, kit, cache, monkeypatch):
