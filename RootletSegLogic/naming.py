@@ -7,8 +7,7 @@ files alike.
     sub-01_T2w_levels.tsv         level table; levels are named after the label map without `_rootlets`
     sub-01_T2w_levels.json        planning JSON
     sub-01_T2w_levels.mrk.json    Slicer markups with the level bounds
-    sub-01_T2wlevel_pairings.tsv  vertebral/spinal pairings (no `_` before `level`: the name the first release
-                                  wrote; kept so existing pipelines find it)
+    sub-01_T2w_pairings.tsv       vertebral/spinal pairings
     sub-01_T2w_levels.nii.gz      spinal level label image (only with a cord mask)
     level_chart.png/.svg, qc_sagittal.png/.svg   the demo's figures
 
@@ -33,7 +32,7 @@ LEVEL_SUFFIXES = {  # LevelOutputs field -> suffix after the stem
     "table": "_levels.tsv",
     "planning_json": "_levels.json",
     "markups": "_levels.mrk.json",
-    "pairings": "level_pairings.tsv",
+    "pairings": "_pairings.tsv",
     "label_image": "_levels.nii.gz",
 }
 DEMO_IMAGE_STEM = "image"  # the phantom's image is `image.nii.gz` (synthetic.phantom.write_phantom)

@@ -3,7 +3,7 @@
 Heavy imports (torch, nnU-Net) happen inside `run`, so `rootletseg --help` stays instant.
 
 With --cord and/or --discs/--disc-points (and --pmj), the levels are computed from the new segmentation too and
-written beside it as `<stem>_levels.tsv`, `_levels.json`, `_levels.mrk.json`, `level_pairings.tsv` (and, with a cord,
+written beside it as `<stem>_levels.tsv`, `_levels.json`, `_levels.mrk.json`, `_pairings.tsv` (and, with a cord,
 `_levels.nii.gz`; names from `RootletSegLogic.naming`): the same outputs as `rootletseg levels`, computed from the
 label map in memory and written with it as one set (`segmentation.workflow.segment_and_levels`). Level inputs and
 outputs are checked before the (long) segmentation starts.
