@@ -1,7 +1,7 @@
 """Benchmark `rootletseg segment`: wall time, CPU time and peak memory, one child process per case.
 
 Cases:
-  demo   the demo phantom (phantom.make_phantom(seed=0)) with the embedded demo model, when Resources/Models/demo
+  demo   the demo phantom (phantom.make_phantom(seed=0)) with the embedded demo model, when RootletSegLogic/synthetic/models/demo
          exists;
   full   a 64 x 320 x 320 (z, y, x) volume at 0.8 mm with nnU-Net's default full-size network for it (patch
          48 x 224 x 224, ~30.5 M parameters, UNTRAINED: Testing/Python/model_factory.py runs nnU-Net's
@@ -122,7 +122,7 @@ def main() -> int:
         for case in args.cases.split(","):
             prepared = prepare_demo(work, args.demo_model) if case == "demo" else prepare_full(work)
             if prepared is None:
-                print(f"[{case}] skipped: the demo model (Resources/Models/demo) is not present", file=sys.stderr)
+                print(f"[{case}] skipped: the demo model (RootletSegLogic/synthetic/models/demo) is not present", file=sys.stderr)
                 continue
             image, model = prepared
             for threads in [int(t) for t in args.threads.split(",") if t] or [None]:

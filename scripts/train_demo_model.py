@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Train the small demo nnU-Net v2 model on synthetic phantoms, reproducibly, on CPU; print per-level Dice.
 
-    .venv/bin/python scripts/train_demo_model.py                      # train + evaluate, writes Resources/Models/demo
+    .venv/bin/python scripts/train_demo_model.py                      # train + evaluate, writes RootletSegLogic/synthetic/models/demo
     .venv/bin/python scripts/train_demo_model.py --evaluate-only      # evaluate the committed model
 
-What it writes (`--out`, default Resources/Models/demo) is an nnU-Net v2 trained-model folder as SCT loads it:
+What it writes (`--out`, default RootletSegLogic/synthetic/models/demo) is an nnU-Net v2 trained-model folder as SCT loads it:
 `nnUNetTrainer__nnUNetPlans__3d_fullres/{dataset.json, plans.json, fold_all/checkpoint_final.pth}`.
 
 - plans.json: one `3d_fullres` configuration, PlainConvUNet with features 8..64 over 6 stages, spacing = phantom
@@ -369,7 +369,7 @@ def evaluate(trainer_dir: Path, seeds, threads: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "Resources" / "Models" / "demo")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "RootletSegLogic" / "synthetic" / "models" / "demo")
     parser.add_argument("--iterations", type=int, default=900)
     parser.add_argument("--train-cases", type=int, default=160, help="training phantoms: seeds 0..N-1")
     parser.add_argument("--batch-size", type=int, default=2)

@@ -1,6 +1,6 @@
 """`rootletseg demo` and `segment --cord/--discs/--pmj` in real processes: phantom + embedded demo model, offline.
 
-The demo model is part of the repository (Resources/Models/demo), so these tests never skip.
+The demo model is part of the repository (RootletSegLogic/synthetic/models/demo), so these tests never skip.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The committed demo model (Resources/Models/demo): a valid nnU-Net v2 model that segments held-out phantoms.
+"""The committed demo model (RootletSegLogic/synthetic/models/demo): a valid nnU-Net v2 model that segments held-out phantoms.
 
 Runs the real `inference.segment_image` (real nnU-Net predictor, CPU) on phantoms whose seeds (>= 1000) were never
 used for training (scripts/train_demo_model.py trains on seeds 0..159).
