@@ -38,7 +38,3 @@ def level_color(level) -> RGB:
         level = _NAME_TO_VALUE.get(level.strip().upper())
     return LEVEL_COLORS.get(level, OTHER_COLOR)
 
-
-def level_color_hex(level) -> str:
-    """`level_color` as '#rrggbb'."""
-    return "#" + "".join(f"{round(c * 255):02x}" for c in level_color(level))

@@ -19,7 +19,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from RootletSegLogic import naming
 from RootletSegLogic.errors import UserError
 from RootletSegLogic.images.files import absolute_path
 from RootletSegLogic.progress import ProgressCallback, no_progress
@@ -52,17 +51,6 @@ class LevelOutputs:
 
     def items(self) -> List[Tuple[str, Path]]:
         return [(f.name, Path(getattr(self, f.name))) for f in fields(self) if getattr(self, f.name)]
-
-
-def default_level_outputs(folder: Path, stem: str, with_label_image: bool) -> LevelOutputs:
-    """The level outputs named `naming.level_paths` gives in `folder` (`<stem>_levels.tsv`, ...); the label image
-    only `with_label_image` (it needs a cord mask)."""
-    return LevelOutputs(**naming.level_paths(folder, stem, with_label_image))
-
-
-def level_outputs_for_segmentation(segmentation: Path, with_label_image: bool) -> LevelOutputs:
-    """Level outputs beside a label map, named after it: `sub-01_rootlets.nii.gz` -> `sub-01_levels.tsv`, ..."""
-    return LevelOutputs(**naming.level_paths_for_segmentation(segmentation, with_label_image))
 
 
 def check_level_request(inputs: LevelInputs, outputs: LevelOutputs, overwrite: bool,
@@ -130,12 +118,6 @@ def compute_level_data(data: LevelData, method: str = "paper", progress: Progres
     from RootletSegLogic.levels.method import compute_levels
 
     return compute_levels(data.rootlets, data.cord, data.disc_points, data.pmj, method=method, progress=progress)
-
-
-def compute_levels_from_files(inputs: LevelInputs, method: str = "paper", progress: ProgressCallback = no_progress):
-    """Read the inputs and compute the levels. Returns (LevelResult, rootlets image, cord image or None)."""
-    data = read_level_inputs(inputs)
-    return compute_level_data(data, method, progress), data.rootlets, data.cord
 
 
 def provenance_for(inputs: LevelInputs, method: str, extra: Optional[dict] = None,

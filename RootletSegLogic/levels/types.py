@@ -10,7 +10,7 @@ reference S plane: the most superior of the cord top, the rostral bounds and the
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 Point3 = Tuple[float, float, float]
@@ -144,5 +144,3 @@ class LevelResult:
     def vertebral(self) -> List[LevelRow]:
         return [row for row in self.rows if row.level_type == "vertebral"]
 
-    def to_dict(self) -> dict:
-        return asdict(self)

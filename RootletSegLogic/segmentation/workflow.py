@@ -45,7 +45,6 @@ from RootletSegLogic.segmentation.predictor import (
 from RootletSegLogic.segmentation.sidecar import build_sidecar
 
 DEFAULT_MODEL = "rootletseg"
-OUTPUT_SUFFIX = naming.ROOTLETS_SUFFIX  # kept for callers of the old name
 WRITABLE_SUFFIXES = naming.WRITABLE_IMAGE_SUFFIXES
 
 WarnCallback = Callable[[str], None]
