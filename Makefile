@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PIP = $(VENV)/bin/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-all bench clean
 
 install: $(VENV)/.installed
 
@@ -23,7 +23,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(VENV)/bin/rootletseg demo --out demo_output --overwrite
 
+# `make test` (CI) leaves out the cases marked slow; `make test-all` runs everything.
 test: install
+	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+test-all: install
 	$(VENV)/bin/python -m pytest -q
 
 bench: install
