@@ -1,12 +1,10 @@
 """RootletSeg: 3D Slicer module segmenting spinal nerve rootlets (nnU-Net v2) and comparing spinal with vertebral levels.
 
-This file is widget wiring only (.ui, signals, parameter node, timers, dialogs, status text). Everything else is in
-`RootletSegLogic.slicer.panel_session.PanelSession` (no Qt; tested on slicer-core scenes): Apply runs
-`python -m RootletSegLogic segment ... --progress json` in a child process, levels are computed in process.
+Widget wiring only (.ui, signals, parameter node, timers, dialogs, status text); everything else is the Qt-free
+`RootletSegLogic.slicer.panel_session.PanelSession`, tested on slicer-core scenes (docs/slicer_module.md).
 """
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -15,8 +13,7 @@ import qt
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
-from slicer.i18n import tr as _
-from slicer.i18n import translate
+from slicer.i18n import translate, tr as _
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
@@ -26,22 +23,17 @@ from slicer.util import VTKObservationMixin
 def _coreFolder() -> Path:
     """Folder holding RootletSegLogic/ and Resources/: beside this file once installed, the repository root else."""
     here = Path(__file__).resolve().parent
-    for candidate in (here, here.parent):
-        if (candidate / "RootletSegLogic" / "__init__.py").is_file():
-            return candidate
-    return here
+    return here if (here / "RootletSegLogic" / "__init__.py").is_file() else here.parent
 
 
 if str(_coreFolder()) not in sys.path:
     sys.path.insert(0, str(_coreFolder()))
 
-from RootletSegLogic.errors import UserError  # noqa: E402
 from RootletSegLogic.slicer import child_process, dependencies, panel_session, session  # noqa: E402
 from RootletSegLogic.slicer.session import Contrast, Device, LevelMethod, ModelChoice  # noqa: E402
 
-LEVEL_UPDATE_DELAY_MS = 500
-POLL_INTERVAL_MS = 100
 SETTINGS = "RootletSeg/"
+CONTRIBUTORS = ["Katerina Krejci (NeuroPoly, Polytechnique Montreal)", "Jan Valosek (NeuroPoly, Polytechnique Montreal)"]
 
 
 class RootletSeg(ScriptedLoadableModule):
@@ -50,12 +42,13 @@ class RootletSeg(ScriptedLoadableModule):
         self.parent.title = _("RootletSeg")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations", "Markups"]
-        self.parent.contributors = ["J. Krejci (NeuroPoly, Polytechnique Montreal)",
-                                    "J. Valosek (NeuroPoly, Polytechnique Montreal)"]
+        self.parent.contributors = CONTRIBUTORS
         self.parent.helpText = _(
             "Segments spinal nerve rootlets (C2-T1) on T2w and MP2RAGE MRI with the RootletSeg nnU-Net v2 model and "
-            "compares spinal with vertebral levels. Please cite: Krejci, Valosek et al., RootletSeg, Scientific Reports "
-            "(2026). Model weights (MIT) are downloaded on first use. Not for clinical use.")
+            "compares spinal with vertebral levels. Please cite: Krejci K, Chmelik J, Bedard S, Eippert F, Horn U, "
+            "Callot V, Cohen-Adad J, Valosek J. Segmentation of spinal rootlets across MRI contrasts with RootletSeg. "
+            "Scientific Reports (2026), <a href=\"https://doi.org/10.1038/s41598-026-49164-0\">"
+            "doi:10.1038/s41598-026-49164-0</a>. Model weights (MIT) are downloaded on first use. Not for clinical use.")
         self.parent.acknowledgementText = _(
             "RootletSeg model and method: NeuroPoly (Polytechnique Montreal) and collaborators (Krejci, Valosek, "
             "Chmelik, Cohen-Adad, Eippert, Callot et al.), built on nnU-Net v2 and Spinal Cord Toolbox conventions.")
@@ -75,8 +68,7 @@ def _onStartupCompleted():
 
 @parameterNodeWrapper
 class RootletSegParameterNode:
-    """The module's state, saved with the scene (cordSegmentation/cordSegmentId: any segment of any segmentation;
-    outputSegmentation: level segments "C2 rootlets" .. "T1 rootlets", user segments kept)."""
+    """The module's state, saved with the scene (the cord: any segment of any segmentation; see PanelSession)."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     contrast: Contrast = Contrast.T2w
@@ -97,11 +89,7 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
-        self.session = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._levelObservations = []
+        self.logic = self.session = self._parameterNode = self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -111,8 +99,8 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RootletSegModuleLogic()
         self.session = panel_session.PanelSession(slicer.mrmlScene, python=child_process.python_executable())
-        self._levelTimer = self._timer(LEVEL_UPDATE_DELAY_MS, self.updateLevels, single=True)
-        self._pollTimer = self._timer(POLL_INTERVAL_MS, self._pollChild)
+        self._levelTimer = self._timer(panel_session.LEVEL_UPDATE_DELAY_MS, self.updateLevels, single=True)
+        self._pollTimer = self._timer(panel_session.POLL_INTERVAL_MS, self._pollChild)
         self.ui.modelPathLineEdit.filters = ctk.ctkPathLineEdit.Files
         self.ui.modelPathLineEdit.nameFilters = [_("Model zip (*.zip)"), _("All files (*)")]
         self.ui.progressBar.setVisible(False)
@@ -122,22 +110,26 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                          slicer.vtkMRMLInteractionNode.InteractionModeChangedEvent, self._onInteractionMode)
         for widget, signal, slot in (
             (self.ui.applyButton, "clicked(bool)", self.onApplyButton),
-            (self.ui.modelPathLineEdit, "currentPathChanged(QString)", self.onModelPathChanged),
+            (self.ui.modelPathLineEdit, "currentPathChanged(QString)", self.session.model_path_from_widget),
             (self.ui.modelFolderButton, "clicked(bool)", self.onModelFolder),
             (self.ui.cordSegmentSelector, "currentSegmentChanged(QString)", self.onCordSegmentChanged),
             (self.ui.cordSegmentSelector, "currentNodeChanged(vtkMRMLNode*)", self.onCordSegmentChanged),
-            (self.ui.loadCordButton, "clicked(bool)", self.onLoadCordFile),
+            (self.ui.loadCordButton, "clicked(bool)", lambda: self._openAndLoad(
+                _("Load spinal cord mask"), _("Cord mask (*.nii.gz *.nii *.nrrd *.mha)"),
+                _("Failed to load the cord mask."), self.session.load_cord_file)),
             (self.ui.placeDiscButton, "clicked(bool)", lambda: self._placePoint(pmj=False)),
             (self.ui.placePmjButton, "clicked(bool)", lambda: self._placePoint(pmj=True)),
-            (self.ui.importDiscsButton, "clicked(bool)", self.onImportDiscLabels),
+            (self.ui.importDiscsButton, "clicked(bool)", lambda: self._openAndLoad(
+                _("Import SCT disc labels"), _("Disc labels (*.nii.gz *.nii *.nrrd *.mha)"),
+                _("Failed to import the disc labels."), self.session.import_disc_labels)),
             (self.ui.updateLevelsButton, "clicked(bool)", lambda: self.updateLevels(showErrors=True)),
-            (self.ui.showChartButton, "clicked(bool)", self.onShowChart),
-            (self.ui.show3DCheckBox, "toggled(bool)", self.onShow3D),
+            (self.ui.showChartButton, "clicked(bool)", lambda: self.session.show_chart(slicer.modules.plots.logic())),
+            (self.ui.show3DCheckBox, "toggled(bool)", self.session.show_3d),
             (self.ui.exportAllButton, "clicked(bool)", self.onExportAll),
         ):
             widget.connect(signal, slot)
-        for kind, button in self._exportButtons().items():
-            button.connect("clicked(bool)", lambda _checked=False, k=kind: self.onExport(k))
+        for kind, name in panel_session.EXPORT_BUTTONS.items():
+            getattr(self.ui, name).connect("clicked(bool)", lambda _checked=False, k=kind: self.onExport(k))
         self.initializeParameterNode()
 
     def _timer(self, interval, slot, single=False):
@@ -146,11 +138,6 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         timer.setInterval(interval)
         timer.connect("timeout()", slot)
         return timer
-
-    def _exportButtons(self):
-        return {"labelmap": self.ui.exportLabelmapButton, "segmentation": self.ui.exportSegmentationButton,
-                "table_tsv": self.ui.exportTableTsvButton, "table_csv": self.ui.exportTableCsvButton,
-                "planning_json": self.ui.exportPlanningJsonButton, "markups": self.ui.exportMarkupsButton}
 
     def cleanup(self) -> None:
         self.session.scene_closing()
@@ -166,8 +153,7 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self._pollTimer.stop()
-        self.session.scene_closing()
-        self._observeForLevels([])
+        self.session.scene_closing()  # also removes the level-input observers
         self.setParameterNode(None)
         self.ui.levelsStatusLabel.text = ""
         self.ui.progressBar.setVisible(False)
@@ -178,81 +164,45 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        p = self._parameterNode
-        if not p.inputVolume:
-            p.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-        settings = qt.QSettings()
-        if not p.modelPath and settings.value(SETTINGS + "ModelPath"):  # settings persist across scenes
-            p.model = ModelChoice[settings.value(SETTINGS + "Model", "rootletseg")]
-            p.modelPath = settings.value(SETTINGS + "ModelPath")
-            p.device = Device[settings.value(SETTINGS + "Device", "auto")]
+        settings = qt.QSettings()  # the last Apply's choices, restored on a fresh parameter node
+        self.session.initialize({key: settings.value(SETTINGS + key) for key in panel_session.REMEMBERED_CHOICES})
 
     def setParameterNode(self, parameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._parameterNode = parameterNode
-        self.session.params = parameterNode
+        self._parameterNode = self.session.params = parameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
             self._onParameterNodeModified()
 
-    # ---------------------------------------------------------------- state -> GUI (selector signals ignored)
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        """Parameter node -> widgets, as PanelSession.panel_state says (selector signals ignored meanwhile)."""
         p = self._parameterNode
         if p is None:
             return
-        running = self.session.running
-        problem = None if running else session.apply_problem(bool(p.inputVolume), p.model, p.modelPath)
-        self.ui.applyButton.text = _("Cancel") if running else _("Apply")
-        self.ui.applyButton.toolTip = problem or (_("Stop the segmentation") if running else _("Segment the rootlets"))
-        self.ui.applyButton.enabled = problem is None
-        for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.deviceComboBox,
-                       self.ui.ttaCheckBox, self.ui.outputSegmentationSelector):
-            widget.enabled = not running
-        self.ui.modelPathLineEdit.enabled = self.ui.modelFolderButton.enabled = p.model == ModelChoice.local
         with self.session.guard.writing_gui():
-            if self.ui.modelPathLineEdit.currentPath != p.modelPath:
-                self.ui.modelPathLineEdit.currentPath = p.modelPath
+            for name, properties in self.session.widget_states().items():
+                widget = getattr(self.ui, name)
+                for prop, value in properties.items():
+                    if getattr(widget, prop) != value:
+                        setattr(widget, prop, value)
+        self.ui.applyButton.text = _("Cancel") if self.session.running else _("Apply")
         panel_session.show_cord_in_selector(p, self.ui.cordSegmentSelector, self.session.guard)
         if p.levelTable is not None:
             self.ui.levelTableView.setMRMLTableNode(p.levelTable)
-        self._observeForLevels(self.session.level_observation_targets())
-        hasLevels = self.session.has_level_result
-        for kind, button in self._exportButtons().items():
-            button.enabled = hasLevels if kind in panel_session.LEVEL_EXPORT_KINDS else bool(p.outputSegmentation)
-        self.ui.showChartButton.enabled = hasLevels
-        self.ui.exportAllButton.enabled = bool(p.outputSegmentation) and not running
-
-    def onModelPathChanged(self, path) -> None:
-        if self._parameterNode is not None and not self.session.guard.active and self._parameterNode.modelPath != path:
-            self._parameterNode.modelPath = path
+        self.session.observe_level_inputs(self._scheduleLevelUpdate, self._onPointPositionDefined)
 
     def onModelFolder(self) -> None:
-        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Model folder"),
-                                                     self._setting("LastModelFolder"))
+        folder = self._choose("folder", _("Model folder"), "LastModelFolder")
         if folder:
-            qt.QSettings().setValue(SETTINGS + "LastModelFolder", folder)
             self._parameterNode.modelPath = folder
 
     def onCordSegmentChanged(self, *args) -> None:
         if self._parameterNode is not None:
             with slicer.util.NodeModify(self._parameterNode):
                 panel_session.cord_from_selector(self._parameterNode, self.ui.cordSegmentSelector, self.session.guard)
-
-    # ---------------------------------------------------------------- live level updates
-    def _observeForLevels(self, nodes) -> None:
-        """Observe edits of the level inputs (each node once); a change restarts a 500 ms single-shot timer."""
-        if [n.GetID() for n in nodes] == [n.GetID() for n in getattr(self, "_observedNodes", [])]:
-            return
-        for observed, event, callback in self._levelObservations:
-            self.removeObserver(observed, event, callback)
-        self._levelObservations, self._observedNodes = [], list(nodes)
-        for observed, event, what in panel_session.level_observations(nodes, slicer):
-            callback = self._onPointPositionDefined if what == "placed" else self._scheduleLevelUpdate
-            self.addObserver(observed, event, callback)
-            self._levelObservations.append((observed, event, callback))
 
     def _onPointPositionDefined(self, caller=None, event=None) -> None:
         self.session.point_placed(caller)
@@ -263,40 +213,22 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.session.placement_ended()
 
     def _scheduleLevelUpdate(self, caller=None, event=None) -> None:
-        p = self._parameterNode
-        if p is not None and p.autoUpdateLevels and not self.session.running:
+        if self._parameterNode is not None and self._parameterNode.autoUpdateLevels and not self.session.running:
             self._levelTimer.start()
 
     def updateLevels(self, showErrors=False) -> None:
         self._levelTimer.stop()
-        if self._parameterNode is None or self.session.running:
-            return
-        try:
-            self.ui.levelsStatusLabel.text = self.session.update_levels()
-        except UserError as error:
-            self.ui.levelsStatusLabel.text = str(error)
-            if showErrors:
-                slicer.util.errorDisplay(str(error))
-        self._onParameterNodeModified()
+        if self._parameterNode is not None and not self.session.running:
+            self.ui.levelsStatusLabel.text, failed = self.session.level_status()
+            if failed and showErrors:
+                slicer.util.errorDisplay(self.ui.levelsStatusLabel.text)
+            self._onParameterNodeModified()
 
-    def onShowChart(self) -> None:
-        if self.session.chart_node is not None and slicer.mrmlScene.IsNodePresent(self.session.chart_node):
-            slicer.modules.plots.logic().ShowChartInLayout(self.session.chart_node)
-
-    def onShow3D(self, show) -> None:
-        node = self._parameterNode.outputSegmentation if self._parameterNode else None
-        if node is not None and node.GetDisplayNode() is not None:
-            if show:
-                node.CreateClosedSurfaceRepresentation()
-            node.GetDisplayNode().SetVisibility3D(show)
-
-    # ---------------------------------------------------------------- apply / cancel
     def onApplyButton(self) -> None:
         if self.session.running:
             self.ui.statusLabel.text = _("Cancelling...")
             self.session.cancel()  # returns at once; the poll timer reports the end
             return
-        p = self._parameterNode
         if self.session.level_segments_edited() and not slicer.util.confirmOkCancelDisplay(
                 _("The level segments were edited. Segmenting again replaces those edits. Continue?")):
             return
@@ -304,10 +236,9 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not self.logic.ensureDependencies():
                 self.ui.statusLabel.text = _("Missing Python packages were not installed.")
                 return
-            model = session.model_argument(p.model, p.modelPath)
-            for key, value in (("Model", p.model.name), ("ModelPath", p.modelPath), ("Device", p.device.name)):
+            self.session.start_chosen()
+            for key, value in self.session.remembered_choices().items():
                 qt.QSettings().setValue(SETTINGS + key, value)
-            self.session.start(model, session.cli_device(p.device), p.tta)
             self.ui.logTextEdit.clear()
             self.ui.progressBar.value = 0
             self.ui.progressBar.setVisible(True)
@@ -316,104 +247,79 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._onParameterNodeModified()
 
     def _pollChild(self) -> None:
-        events = self.session.poll()
-        for line in self.session.log_lines:
-            self.ui.logTextEdit.appendPlainText(line)
-        self.session.log_lines.clear()
-        for event in events:
-            percent, text = child_process.describe_event(event)
-            if percent is not None:
-                self.ui.progressBar.value = percent
-            if text:
-                self.ui.statusLabel.text = text
-            if event.get("type") == "finished":
-                self._onFinished(event)
-        if not self.session.running:
+        update = self.session.poll_update()
+        self._appendLog()
+        if update.percent is not None:
+            self.ui.progressBar.value = update.percent
+        if update.status:
+            self.ui.statusLabel.text = update.status
+        if update.finished is not None:
+            self._onFinished(update.finished)
+        elif not self.session.running:
             self._pollTimer.stop()
+
+    def _appendLog(self) -> None:
+        for line in self.session.take_log_lines():
+            self.ui.logTextEdit.appendPlainText(line)
 
     def _onFinished(self, event) -> None:
         self._pollTimer.stop()
         self.ui.progressBar.setVisible(False)
+        self.ui.statusLabel.text = _("Failed.")
         try:
             with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=True):
-                self.ui.statusLabel.text = _("Failed.")
                 self.ui.statusLabel.text = self.session.finish(event)
-                p = self._parameterNode
                 if not event.get("cancelled"):
-                    self.onShow3D(self.ui.show3DCheckBox.checked)
-                    slicer.util.setSliceViewerLayers(background=p.inputVolume)
+                    self.session.show_3d(self.ui.show3DCheckBox.checked)
+                    slicer.util.setSliceViewerLayers(background=self._parameterNode.inputVolume)
                     self.updateLevels()
         finally:
-            for line in self.session.log_lines:
-                self.ui.logTextEdit.appendPlainText(line)
-            self.session.log_lines.clear()
+            self._appendLog()
             self._onParameterNodeModified()
 
-    # ---------------------------------------------------------------- cord and discs
-    def _openFile(self, title, filters, key):
-        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), title, self._setting(key), filters)
+    def _choose(self, mode, title, key, filters="", name="") -> str:
+        """An open/save file or folder dialog starting where the last one of `key` ended (remembered in settings)."""
+        start = str(Path(qt.QSettings().value(SETTINGS + key, "") or Path.home()) / name)
+        window, dialog = slicer.util.mainWindow(), qt.QFileDialog
+        path = (dialog.getExistingDirectory(window, title, start) if mode == "folder" else
+                dialog.getSaveFileName(window, title, start, filters) if mode == "save" else
+                dialog.getOpenFileName(window, title, start, filters))
         if path:
-            qt.QSettings().setValue(SETTINGS + key, str(Path(path).parent))
+            qt.QSettings().setValue(SETTINGS + key, path if mode == "folder" else str(Path(path).parent))
         return path
 
-    def _setting(self, key):
-        return str(qt.QSettings().value(SETTINGS + key, "") or Path.home())
-
-    def onLoadCordFile(self) -> None:
-        path = self._openFile(_("Load spinal cord mask"), _("Cord mask (*.nii.gz *.nii *.nrrd *.mha);;All files (*)"),
-                              "LastInputFolder")
+    def _openAndLoad(self, title, filters, failure, load) -> None:
+        path = self._choose("open", title, "LastInputFolder", filters + ";;" + _("All files (*)"))
         if path:
-            with slicer.util.tryWithErrorDisplay(_("Failed to load the cord mask."), waitCursor=True):
-                node, segmentId = session.load_cord_mask(slicer.mrmlScene, path)
-                self._parameterNode.cordSegmentation, self._parameterNode.cordSegmentId = node, segmentId
+            with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
+                load(path)
 
     def _placePoint(self, pmj: bool) -> None:
-        label = self.session.next_point_label(pmj)
-        if not label:
+        label = self.session.start_placing(slicer.modules.markups.logic(), pmj)
+        if label:
+            self.ui.statusLabel.text = _("Click the {name} position in a view.").format(name=label)
+        else:
             slicer.util.infoDisplay(_("All discs C2/C3 to T1/T2 are placed. Move a point to correct it."))
-            return
-        slicer.modules.markups.logic().SetActiveList(self.session.discs_node())
-        slicer.modules.markups.logic().StartPlaceMode(False)
-        self.ui.statusLabel.text = _("Click the {name} position in a view.").format(name=label)
 
-    def onImportDiscLabels(self) -> None:
-        path = self._openFile(_("Import SCT disc labels"), _("Disc labels (*.nii.gz *.nii *.nrrd *.mha);;All files (*)"),
-                              "LastInputFolder")
-        if path:
-            with slicer.util.tryWithErrorDisplay(_("Failed to import the disc labels."), waitCursor=True):
-                self.session.import_disc_labels(path)
-
-    # ---------------------------------------------------------------- exports
     def onExport(self, kind: str) -> None:
-        p = self._parameterNode
-        name = p.inputVolume.GetName() if p.inputVolume is not None else "rootlets"
-        default = os.path.join(self._setting("LastExportFolder"), session.export_filename(name, kind))
-        chosen = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export"), default,
-                                                session.EXPORT_FILTERS[kind])
-        if not chosen:
-            return
-        path, unconfirmed = session.export_path(chosen, kind)
-        if unconfirmed and not slicer.util.confirmOkCancelDisplay(
-                _("'{path}' exists. Replace it?").format(path=path)):
-            return
-        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
-            written = self.session.export(kind, path, overwrite=True)  # replacing was confirmed
-            qt.QSettings().setValue(SETTINGS + "LastExportFolder", str(Path(written).parent))
-            self.ui.statusLabel.text = _("Wrote {path}").format(path=written)
+        chosen = self._choose("save", _("Export"), "LastExportFolder", session.EXPORT_FILTERS[kind],
+                              self.session.default_export_name(kind))
+        path, unconfirmed = session.export_path(chosen, kind) if chosen else (None, False)
+        if path and (not unconfirmed or slicer.util.confirmOkCancelDisplay(
+                _("'{path}' exists. Replace it?").format(path=path))):
+            with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+                written = self.session.export(kind, path, overwrite=True)  # replacing was confirmed
+                self.ui.statusLabel.text = _("Wrote {path}").format(path=written)
 
     def onExportAll(self) -> None:
-        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Export all into"),
-                                                     self._setting("LastExportFolder"))
-        if not folder:
-            return
-        existing = [str(p) for p in self.session.export_all_paths(folder).values() if p.exists()]
-        if existing and not slicer.util.confirmOkCancelDisplay(
-                _("These files exist and will be replaced:\n{files}").format(files="\n".join(existing))):
-            return
-        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
-            written = self.session.export_all(folder, overwrite=bool(existing))
-            qt.QSettings().setValue(SETTINGS + "LastExportFolder", folder)
-            self.ui.statusLabel.text = _("Wrote {count} files into {folder}").format(count=len(written), folder=folder)
+        folder = self._choose("folder", _("Export all into"), "LastExportFolder")
+        existing = "\n".join(str(path) for path in self.session.existing_export_all_paths(folder)) if folder else ""
+        if folder and (not existing or slicer.util.confirmOkCancelDisplay(
+                _("These files exist and will be replaced:\n{files}").format(files=existing))):
+            with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+                written = self.session.export_all(folder, overwrite=bool(existing))
+                self.ui.statusLabel.text = _("Wrote {count} files into {folder}").format(count=len(written),
+                                                                                         folder=folder)
 
 
 class RootletSegModuleLogic(ScriptedLoadableModuleLogic):
@@ -425,35 +331,20 @@ class RootletSegModuleLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def ensureDependencies(confirm: bool = True) -> bool:
         """True when torch and nnunetv2 are importable, installing them after ONE confirmation when missing."""
-        missing = dependencies.missing_packages()
-        if not missing:
-            return True
-        plan = dependencies.install_plan(missing, hasattr(slicer.modules, "pytorchutils"),
-                                         dependencies.installed_version("torch"), hasattr(slicer.modules, "slicernnunet"))
-        if plan.blocked:
-            slicer.util.errorDisplay(plan.blocked)
-            return False
-        if confirm and not slicer.util.confirmOkCancelDisplay(plan.message, windowTitle=_("Install Python packages")):
-            return False
-        dependencies.run_plan(plan, slicer.util.pip_install)
-        return True
+        ask = lambda message: not confirm or slicer.util.confirmOkCancelDisplay(  # noqa: E731
+            message, windowTitle=_("Install Python packages"))
+        return dependencies.ensure_installed(slicer.modules, ask, slicer.util.errorDisplay, slicer.util.pip_install)
 
 
 class RootletSegTest(ScriptedLoadableModuleTest):
-    """The demo model on the phantom through the panel's session (the Apply path); skipped without torch/nnunetv2."""
+    """The demo model on the phantom through the panel's Apply path (PanelSession); skipped without torch/nnunetv2."""
 
     def runTest(self):
         slicer.mrmlScene.Clear()
         self.test_DemoModelOnPhantom()
 
     def test_DemoModelOnPhantom(self):
-        missing = dependencies.missing_packages()
-        if missing:
-            self.skipTest(f"{', '.join(missing)} not installed: press Apply once in the module to install them.")
-        params = RootletSegModuleLogic().getParameterNode()
-        params.inputVolume = session.load_phantom(slicer.mrmlScene)
-        run = panel_session.PanelSession(slicer.mrmlScene, params, python=child_process.python_executable())
-        finished = [e for e in run.start("demo", "cpu").wait(timeout=900) if e.get("type") == "finished"][-1]
-        self.assertTrue(run.finish(finished).startswith("Done"))
-        self.assertIn("spinal", run.update_levels())
+        summary = panel_session.demo_self_test(slicer.mrmlScene, RootletSegModuleLogic().getParameterNode(),
+                                               python=child_process.python_executable())
+        self.assertTrue(summary.startswith("Done") and "spinal" in summary, summary)
         self.delayDisplay("Test passed")

@@ -228,3 +228,23 @@ def run_plan(plan: InstallPlan, pip_install: Callable, install_torch: Callable =
     still = missing_packages()
     if still:
         raise UserError(f"Installing {', '.join(still)} did not succeed: see the Python console, then restart Slicer.")
+
+
+def ensure_installed(slicer_modules, confirm: Callable[[str], bool], show_error: Callable[[str], None],
+                     pip_install: Callable, missing: Optional[List[str]] = None, **installers) -> bool:
+    """What Apply does first: True when torch and nnunetv2 are importable, installing the missing ones after ONE
+    `confirm(plan.message)`. The extensions used are those present in `slicer_modules` (`slicer.modules`:
+    "pytorchutils", "slicernnunet"). A blocked plan is shown with `show_error` and gives False, as does a refusal;
+    a failed install raises UserError. `installers` go to `run_plan` (tests)."""
+    missing = missing_packages() if missing is None else missing
+    if not missing:
+        return True
+    plan = install_plan(missing, hasattr(slicer_modules, "pytorchutils"), installed_version("torch"),
+                        hasattr(slicer_modules, "slicernnunet"))
+    if plan.blocked:
+        show_error(plan.blocked)
+        return False
+    if not confirm(plan.message):
+        return False
+    run_plan(plan, pip_install, **installers)
+    return True

@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 from RootletSegLogic.errors import UserError
 from RootletSegLogic.slicer import session as panel
@@ -25,8 +26,45 @@ MODEL_ATTRIBUTE = "RootletSeg.Model"
 LABELS_ATTRIBUTE = "RootletSeg.LoadedLabelsSha256"
 """Segmentation node attribute: digest of the level label map as loaded, to tell whether the user edited it."""
 
+LEVEL_UPDATE_DELAY_MS = 500
+"""Live level updates wait for this pause after the last edit of a level input (the panel's single-shot timer)."""
+POLL_INTERVAL_MS = 100
+"""How often the panel polls the running child process."""
+
 LEVEL_EXPORT_KINDS = ("table_tsv", "table_csv", "planning_json", "markups")
 EXPORT_ALL_KINDS = ("labelmap", "segmentation", "table_tsv", "table_csv", "planning_json", "markups")
+EXPORT_BUTTONS = {"labelmap": "exportLabelmapButton", "segmentation": "exportSegmentationButton",
+                  "table_tsv": "exportTableTsvButton", "table_csv": "exportTableCsvButton",
+                  "planning_json": "exportPlanningJsonButton", "markups": "exportMarkupsButton"}
+"""Export kind -> its button in Resources/UI/RootletSeg.ui (Testing/Python/test_ui_file.py checks the names)."""
+RUN_LOCKED_WIDGETS = ("inputVolumeSelector", "modelComboBox", "deviceComboBox", "ttaCheckBox",
+                      "outputSegmentationSelector")
+"""Widgets disabled while a segmentation runs."""
+REMEMBERED_CHOICES = ("Model", "ModelPath", "Device")
+"""Settings keys (under "RootletSeg/") of the choices of the last Apply, restored on a fresh parameter node."""
+
+
+@dataclass
+class PanelState:
+    """What the panel's widgets show for the current parameters and run (the panel only copies it into widgets)."""
+
+    running: bool
+    apply_problem: Optional[str]  # why Apply cannot run (its tooltip), None when it can
+    apply_tooltip: str
+    model_path_enabled: bool
+    export_enabled: Dict[str, bool]
+    chart_enabled: bool
+    export_all_enabled: bool
+
+
+@dataclass
+class PollUpdate:
+    """The child's events since the last poll, digested for the progress bar and status line."""
+
+    percent: Optional[int] = None
+    status: str = ""
+    finished: Optional[dict] = None  # the "finished" event, once
+    events: List[dict] = field(default_factory=list)
 
 
 class GuiGuard:
@@ -89,6 +127,108 @@ class PanelSession:
         self.pending_point_label: Optional[str] = None
         self.log_lines: List[str] = []
         self.guard = GuiGuard()
+        self._observed_ids: Optional[List[str]] = None
+        self._observers: list = []  # (observed vtk object, observer tag)
+
+    # ------------------------------------------------------------------------------------------- panel state
+    def initialize(self, stored: Optional[Mapping[str, Optional[str]]] = None) -> None:
+        """A parameter node was just set: select the first volume when none is, and restore the last Apply's
+        choices (`stored`: settings values by REMEMBERED_CHOICES key) when the node still has the default ones."""
+        p = self.params
+        if p.inputVolume is None:
+            p.inputVolume = self.scene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        if stored:
+            self.restore_choices(stored)
+
+    def remembered_choices(self) -> Dict[str, str]:
+        """The choices to store at Apply (settings persist across scenes and sessions)."""
+        p = self.params
+        return {"Model": p.model.name, "ModelPath": p.modelPath or "", "Device": p.device.name}
+
+    def restore_choices(self, stored: Mapping[str, Optional[str]]) -> bool:
+        """Put stored choices into a parameter node that still has the defaults (a saved scene keeps its own);
+        unknown stored names are ignored. Returns whether anything was restored."""
+        p = self.params
+        if (p.model, p.modelPath or "", p.device) != (panel.ModelChoice.rootletseg, "", panel.Device.auto):
+            return False
+        model = panel.ModelChoice.__members__.get(str(stored.get("Model") or ""))
+        device = panel.Device.__members__.get(str(stored.get("Device") or ""))
+        path = str(stored.get("ModelPath") or "")
+        if model is None or (model is panel.ModelChoice.local and not path):
+            return False
+        p.model, p.modelPath = model, path if model is panel.ModelChoice.local else ""
+        if device is not None:
+            p.device = device
+        return True
+
+    def panel_state(self) -> PanelState:
+        p = self.params
+        running = self.running
+        problem = None if running else panel.apply_problem(p.inputVolume is not None, p.model, p.modelPath)
+        has_segments = p.outputSegmentation is not None
+        return PanelState(
+            running=running, apply_problem=problem,
+            apply_tooltip=problem or ("Stop the segmentation" if running else "Segment the rootlets"),
+            model_path_enabled=p.model == panel.ModelChoice.local,
+            export_enabled={kind: self.has_level_result if kind in LEVEL_EXPORT_KINDS else has_segments
+                            for kind in EXPORT_ALL_KINDS},
+            chart_enabled=self.has_level_result, export_all_enabled=has_segments and not running)
+
+    def widget_states(self) -> Dict[str, Dict[str, object]]:
+        """{widget name in the .ui: {Qt property: value}}: what the panel copies into its widgets for the current
+        parameters and run (Apply's text, translated, stays in the panel)."""
+        state = self.panel_state()
+        states = {name: {"enabled": not state.running} for name in RUN_LOCKED_WIDGETS}
+        states.update({name: {"enabled": state.export_enabled[kind]} for kind, name in EXPORT_BUTTONS.items()})
+        states["applyButton"] = {"enabled": state.apply_problem is None, "toolTip": state.apply_tooltip}
+        states["modelPathLineEdit"] = {"enabled": state.model_path_enabled, "currentPath": self.params.modelPath or ""}
+        states["modelFolderButton"] = {"enabled": state.model_path_enabled}
+        states["showChartButton"] = {"enabled": state.chart_enabled}
+        states["exportAllButton"] = {"enabled": state.export_all_enabled}
+        return states
+
+    def model_path_from_widget(self, path: str) -> bool:
+        """The model path widget changed: store a change the user made (not one written from the parameter node)."""
+        if self.params is None or self.guard.active or (self.params.modelPath or "") == (path or ""):
+            return False
+        self.params.modelPath = path or ""
+        return True
+
+    def observe_level_inputs(self, on_edit, on_placed) -> bool:
+        """Observe the level inputs (`level_observation_targets`, each once) with VTK observers: segment edits and
+        point moves/removals call `on_edit(caller, event)`, a placed point `on_placed(caller, event)`. Nothing is
+        done when the targets are those already observed; returns whether the observers were replaced."""
+        from RootletSegLogic.slicer.volumes import import_slicer
+
+        nodes = self.level_observation_targets() if self.params is not None else []
+        ids = [node.GetID() for node in nodes]
+        if ids == self._observed_ids:
+            return False
+        self.stop_observing()
+        self._observed_ids = ids
+        for observed, event, what in level_observations(nodes, import_slicer()):
+            callback = on_placed if what == "placed" else on_edit
+            tag = observed.AddObserver(event, lambda caller, event_id, call=callback: call(caller, event_id))
+            self._observers.append((observed, tag))
+        return True
+
+    def stop_observing(self) -> None:
+        """Remove the observers of `observe_level_inputs`."""
+        for observed, tag in self._observers:
+            observed.RemoveObserver(tag)
+        self._observers, self._observed_ids = [], None
+
+    def show_3d(self, show: bool) -> bool:
+        """Show (making the closed surfaces) or hide the output segmentation in 3D views; False when there is none."""
+        node = self.params.outputSegmentation if self.params is not None else None
+        if node is None:
+            return False
+        if node.GetDisplayNode() is None:
+            node.CreateDefaultDisplayNodes()
+        if show:
+            node.CreateClosedSurfaceRepresentation()
+        node.GetDisplayNode().SetVisibility3D(bool(show))
+        return True
 
     # ------------------------------------------------------------------------------------------- results
     @property
@@ -112,6 +252,7 @@ class PanelSession:
             self.runner.close()
             self.runner = None
         self.clear_results()
+        self.stop_observing()
         self.pending_point_label = None
         self.log_lines = []
 
@@ -139,6 +280,12 @@ class PanelSession:
                                                python=self.python, grace_s=self.grace_s)
         return self.runner
 
+    def start_chosen(self):
+        """`start` with the parameter node's model, device and test-time augmentation (UserError for an unusable
+        local model)."""
+        p = self.params
+        return self.start(panel.model_argument(p.model, p.modelPath), panel.cli_device(p.device), bool(p.tta))
+
     def cancel(self) -> None:
         """Start cancelling the run and return at once; `poll` reports the cancelled finish."""
         if self.runner is not None:
@@ -157,6 +304,24 @@ class PanelSession:
                 self.log_lines.append(text or str(event.get("message", "")))
         self.log_lines.extend(self.runner.take_stderr_lines())
         return events
+
+    def poll_update(self) -> PollUpdate:
+        """`poll`, digested: the last percent and status text of the events, and the "finished" event if it came."""
+        from RootletSegLogic.slicer.child_process import describe_event
+
+        update = PollUpdate(events=self.poll())
+        for event in update.events:
+            percent, text = describe_event(event)
+            update.percent = percent if percent is not None else update.percent
+            update.status = text or update.status
+            if event.get("type") == "finished":
+                update.finished = event
+        return update
+
+    def take_log_lines(self) -> List[str]:
+        """The log lines gathered since the last call (for the panel's log area)."""
+        lines, self.log_lines = self.log_lines, []
+        return lines
 
     def finish(self, event: dict) -> str:
         """Handle the child's "finished" event: load the result (on success) and return the status text. Raises
@@ -231,6 +396,20 @@ class PanelSession:
         self.level_result, self.chart_node = result, nodes["chart"]
         return self.summary_text()
 
+    def level_status(self):
+        """`update_levels` for the panel's status line: (summary text, False), or (the error's sentence, True)."""
+        try:
+            return self.update_levels(), False
+        except UserError as error:
+            return str(error), True
+
+    def show_chart(self, plots_logic) -> bool:
+        """Show the level chart in the layout (`plots_logic`: Slicer's Plots module logic); False when there is none."""
+        if self.chart_node is None or not self.scene.IsNodePresent(self.chart_node):
+            return False
+        plots_logic.ShowChartInLayout(self.chart_node)
+        return True
+
     def summary_text(self) -> str:
         result = self.level_result
         if result is None:
@@ -258,6 +437,15 @@ class PanelSession:
         self.pending_point_label = label or None
         return label
 
+    def start_placing(self, markups_logic, pmj: bool = False) -> str:
+        """Start placing the next disc (or the PMJ) in the "Discs" list with Slicer's Markups logic; returns the label
+        the point will get, or "" (nothing started) when every disc is placed."""
+        label = self.next_point_label(pmj)
+        if label:
+            markups_logic.SetActiveList(self.discs_node())
+            markups_logic.StartPlaceMode(False)
+        return label
+
     def point_placed(self, markups_node) -> Optional[str]:
         """A point was placed in `markups_node`: give it the pending label (once). Returns the label given."""
         label, self.pending_point_label = self.pending_point_label, None
@@ -269,6 +457,12 @@ class PanelSession:
     def placement_ended(self) -> None:
         """Place mode left without a point (Escape, another tool): the pending label must not name a later point."""
         self.pending_point_label = None
+
+    def load_cord_file(self, path):
+        """A cord mask file (0/1 label map or .seg.nrrd) as a new segmentation, chosen as the cord for the levels."""
+        node, segment_id = panel.load_cord_mask(self.scene, path)
+        self.params.cordSegmentation, self.params.cordSegmentId = node, segment_id
+        return node
 
     def import_disc_labels(self, path):
         p = self.params
@@ -311,11 +505,22 @@ class PanelSession:
             level_bound_markups(self.scene, self.level_result)
         return written
 
+    def default_export_name(self, kind: str) -> str:
+        """The file name of export `kind` made from the input volume's name (what the save dialog proposes)."""
+        name = self.params.inputVolume.GetName() if self.params.inputVolume is not None else "rootlets"
+        return panel.export_filename(name, kind)
+
+    def default_export_path(self, folder, kind: str) -> Path:
+        return Path(folder) / self.default_export_name(kind)
+
     def export_all_paths(self, folder) -> Dict[str, Path]:
         """The files "Export all" writes into `folder`, named after the input volume."""
-        name = self.params.inputVolume.GetName() if self.params.inputVolume is not None else "rootlets"
         kinds = EXPORT_ALL_KINDS if self.level_result is not None else EXPORT_ALL_KINDS[:2]
-        return {kind: Path(folder) / panel.export_filename(name, kind) for kind in kinds}
+        return {kind: self.default_export_path(folder, kind) for kind in kinds}
+
+    def existing_export_all_paths(self, folder) -> List[Path]:
+        """The files of "Export all" into `folder` that exist already (replacing them needs a confirmation)."""
+        return [path for path in self.export_all_paths(folder).values() if path.exists()]
 
     def export_all(self, folder, overwrite: bool = False) -> Dict[str, Path]:
         """Label map, .seg.nrrd and (with a level result) TSV, CSV, planning JSON and markups into `folder`.
@@ -347,3 +552,25 @@ def level_observations(nodes, slicer_module) -> list:
             observations += [(node, markups.PointModifiedEvent, "edit"), (node, markups.PointRemovedEvent, "edit"),
                              (node, markups.PointPositionDefinedEvent, "placed")]
     return observations
+
+
+def demo_self_test(scene, params, python: Optional[str] = None, timeout_s: float = 900) -> str:
+    """The module's self-test: load the phantom, run the demo model on CPU through the panel's Apply path, load the
+    result and compute the levels. Returns the status and level summary; skipped without torch/nnunetv2."""
+    import unittest
+
+    from RootletSegLogic.slicer.dependencies import missing_packages
+
+    missing = missing_packages()
+    if missing:
+        raise unittest.SkipTest(f"{', '.join(missing)} not installed: press Apply once in the module to install them.")
+    params.inputVolume = panel.load_phantom(scene)
+    run = PanelSession(scene, params, python=python)
+    try:
+        events = run.start("demo", "cpu").wait(timeout=timeout_s)
+    except TimeoutError:
+        run.runner.cancel()
+        run.scene_closing()
+        raise UserError(f"The demo segmentation did not finish within {timeout_s:g} s: see the log.") from None
+    finished = [event for event in events if event.get("type") == "finished"][-1]
+    return run.finish(finished) + "\n" + run.update_levels()

@@ -400,3 +400,28 @@ def test_cancel_of_a_real_segmentation(core, phantom, segmentation_model):
     with pytest.raises(ProcessLookupError):
         os.killpg(runner.pid, 0)
     runner.close()
+
+
+def test_ensure_installed_asks_once_and_runs_the_plan():
+    """What Apply does first (RootletSegModuleLogic.ensureDependencies): nothing when nothing is missing; a blocked
+    plan is shown, a refusal installs nothing, a confirmation runs the installers named by `slicer.modules`."""
+    from types import SimpleNamespace
+
+    from RootletSegLogic.slicer.dependencies import ensure_installed
+
+    asked, errors, ran = [], [], []
+
+    def confirm(answer):
+        return lambda message: asked.append(message) or answer
+
+    assert ensure_installed(SimpleNamespace(), confirm(True), errors.append, None, missing=[]) and not asked
+    assert not ensure_installed(SimpleNamespace(), confirm(True), errors.append, None, missing=["torch", "nnunetv2"])
+    assert "PyTorch" in errors[0] and not asked  # no PyTorch extension: blocked, shown, nothing asked
+    modules = SimpleNamespace(pytorchutils=object(), slicernnunet=object())
+    assert not ensure_installed(modules, confirm(False), errors.append, None, missing=["torch", "nnunetv2"],
+                                install_torch=lambda r: ran.append("torch") or True)
+    assert len(asked) == 1 and "torch" in asked[0] and not ran
+    assert ensure_installed(modules, confirm(True), errors.append, None, missing=["torch", "nnunetv2"],
+                            install_torch=lambda r: ran.append("torch") or True,
+                            nnunet_extension_install=lambda r: ran.append("nnunet") or True)
+    assert ran == ["torch", "nnunet"] and len(asked) == 2

@@ -309,3 +309,199 @@ def test_run_plan_uses_the_installers_and_level_observations_cover_the_inputs(co
     session, _ = _scene_with_results(core, phantom, tmp_path)
     kinds = [what for _, _, what in level_observations(session.level_observation_targets(), slicer)]
     assert kinds.count("placed") == 1 and kinds.count("edit") == 4 + 4 + 2
+
+
+# ------------------------------------------------------------------------------ what moved out of RootletSeg.py
+def _fresh_params(**values):
+    from RootletSegLogic.slicer.session import Device, ModelChoice
+
+    return _params(**{"model": ModelChoice.rootletseg, "device": Device.auto, **values})
+
+
+def test_widget_states_follow_the_parameters_and_the_run(core, phantom, tmp_path):
+    """What `_onParameterNodeModified` copies into the widgets: Apply disabled with its reason as tooltip, the model
+    path widgets only for a local model, exports by what exists, inputs locked while a run is going on."""
+    from RootletSegLogic.slicer.panel_session import EXPORT_BUTTONS, RUN_LOCKED_WIDGETS
+    from RootletSegLogic.slicer.session import ModelChoice
+
+    empty = PanelSession(core.scene, _fresh_params()).widget_states()
+    assert empty["applyButton"] == {"enabled": False, "toolTip": "Select an input volume."}
+    assert not any(empty[name]["enabled"] for name in EXPORT_BUTTONS.values())
+    assert not empty["modelPathLineEdit"]["enabled"] and not empty["exportAllButton"]["enabled"]
+
+    session, _ = _scene_with_results(core, phantom, tmp_path)
+    session.params.model, session.params.device = ModelChoice.local, panel.Device.auto
+    states = session.widget_states()
+    assert states["applyButton"]["enabled"] is False and "No local model" in states["applyButton"]["toolTip"]
+    assert states["modelPathLineEdit"] == {"enabled": True, "currentPath": ""} and states["modelFolderButton"]["enabled"]
+    assert states[EXPORT_BUTTONS["segmentation"]]["enabled"] and not states[EXPORT_BUTTONS["table_tsv"]]["enabled"]
+    session.params.model = ModelChoice.demo
+    session.update_levels()
+    states = session.widget_states()
+    assert states["applyButton"] == {"enabled": True, "toolTip": "Segment the rootlets"}
+    assert all(states[name]["enabled"] for name in EXPORT_BUTTONS.values()) and states["showChartButton"]["enabled"]
+
+    session.runner = SimpleNamespace()  # a run going on
+    states = session.widget_states()
+    assert states["applyButton"] == {"enabled": True, "toolTip": "Stop the segmentation"}
+    assert not any(states[name]["enabled"] for name in RUN_LOCKED_WIDGETS) and not states["exportAllButton"]["enabled"]
+
+
+def test_the_last_choices_are_restored_only_on_a_fresh_parameter_node(core, phantom):
+    from RootletSegLogic.slicer.session import Device, ModelChoice
+    from RootletSegLogic.slicer.volumes import volume_node_from_image
+
+    volume = volume_node_from_image(core.scene, phantom.image, "first")
+    stored = {"Model": "local", "ModelPath": "/models/rootletseg.zip", "Device": "cpu"}
+    session = PanelSession(core.scene, _fresh_params())
+    session.initialize(stored)
+    p = session.params
+    assert p.inputVolume is volume  # the first volume is selected
+    assert (p.model, p.modelPath, p.device) == (ModelChoice.local, "/models/rootletseg.zip", Device.cpu)
+    assert session.remembered_choices() == stored
+
+    saved_scene = _fresh_params(model=ModelChoice.demo)  # a saved scene keeps its own choices
+    assert not PanelSession(core.scene, saved_scene).restore_choices(stored) and saved_scene.model is ModelChoice.demo
+    for bad in ({"Model": "gone", "Device": "cpu"}, {"Model": "local", "ModelPath": ""}, {}):
+        fresh = _fresh_params()
+        assert not PanelSession(core.scene, fresh).restore_choices(bad)
+        assert (fresh.model, fresh.modelPath, fresh.device) == (ModelChoice.rootletseg, "", Device.auto)
+    registry = _fresh_params()
+    assert PanelSession(core.scene, registry).restore_choices({"Model": "m5", "ModelPath": "/x", "Device": "nope"})
+    assert (registry.model, registry.modelPath, registry.device) == (ModelChoice.m5, "", Device.auto)
+
+
+def test_model_path_widget_changes_are_stored_unless_written_from_the_parameter_node(core):
+    session = PanelSession(core.scene, _fresh_params())
+    with session.guard.writing_gui():
+        assert not session.model_path_from_widget("/written/by/the/panel")
+    assert session.params.modelPath == ""
+    assert session.model_path_from_widget("/typed")
+    assert session.params.modelPath == "/typed" and not session.model_path_from_widget("/typed")
+
+
+def test_poll_update_digests_the_childs_events_and_the_log(tmp_path):
+    """A real child process writing the JSON-lines protocol: the last percent and status, the finished event once,
+    stderr and progress lines in the log, taken once."""
+    from RootletSegLogic.slicer.child_process import ChildProcess, python_executable
+
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import json, sys\n"
+        "for done in (1, 2):\n"
+        "    print(json.dumps({'type': 'progress', 'stage': 'predict', 'done': done, 'total': 4}), flush=True)\n"
+        "print('a warning on stderr', file=sys.stderr, flush=True)\n")
+    session = PanelSession(None, _fresh_params())
+    session.runner = ChildProcess([python_executable(), str(script)]).start()
+    updates = []
+    while not updates or updates[-1].finished is None:
+        updates.append(session.poll_update())
+    assert updates[-1].finished["returncode"] == 0 and sum(u.finished is not None for u in updates) == 1
+    assert updates[-1].percent == 100 and updates[-1].status == "Done."
+    log = session.take_log_lines()
+    assert "a warning on stderr" in log and sum(line.startswith("predict") for line in log) == 2
+    assert session.take_log_lines() == []
+    session.runner.close()
+
+    # one poll with several events: the last percent and the last status text win
+    events = [{"type": "progress", "stage": "predict", "fraction": 0.5}, {"type": "warning", "message": "slow"}]
+    session.runner = SimpleNamespace(poll=lambda: events, take_stderr_lines=lambda: [])
+    update = session.poll_update()
+    assert (update.percent, update.status, update.finished) == (50, "Warning: slow", None)
+
+
+def test_show_3d_makes_closed_surfaces_and_hides_them(core, phantom, tmp_path):
+    session, _ = _scene_with_results(core, phantom, tmp_path)
+    node = session.params.outputSegmentation
+    node.RemoveClosedSurfaceRepresentation()
+    assert session.show_3d(True)
+    assert node.GetSegmentation().ContainsRepresentation("Closed surface") and node.GetDisplayNode().GetVisibility3D()
+    assert session.show_3d(False) and not node.GetDisplayNode().GetVisibility3D()
+    assert not PanelSession(core.scene, _fresh_params()).show_3d(True)
+
+
+def test_level_inputs_are_observed_once_and_released_on_scene_close(core, phantom, tmp_path):
+    session, _ = _scene_with_results(core, phantom, tmp_path)
+    edits, placed = [], []
+    assert session.observe_level_inputs(lambda *a: edits.append(a), lambda *a: placed.append(a))
+    assert not session.observe_level_inputs(lambda *a: None, lambda *a: None)  # same targets: observers kept
+    session.params.outputSegmentation.GetSegmentation().AddEmptySegment("mine", "My annotation")
+    assert edits
+    discs = session.params.discs
+    discs.AddControlPoint(1.0, 2.0, 3.0, "")
+    assert placed and placed[-1][0] is discs
+    session.scene_closing()
+    count = len(edits)
+    session.params.outputSegmentation.GetSegmentation().AddEmptySegment("later", "Later")
+    assert len(edits) == count  # observers removed
+
+
+def test_placing_points_starts_markups_place_mode(core):
+    markups_logic = core.logics["Markups"]
+    session = PanelSession(core.scene, _fresh_params())
+    assert session.start_placing(markups_logic) == "C2/C3"
+    discs = session.params.discs
+    interaction = core.app_logic.GetInteractionNode()
+    assert interaction.GetCurrentInteractionMode() == interaction.Place
+    assert core.app_logic.GetSelectionNode().GetActivePlaceNodeID() == discs.GetID()
+    discs.AddControlPoint(0.0, 0.0, 0.0, "")
+    assert session.point_placed(discs) == "C2/C3"
+
+
+def test_level_status_and_the_chart(core, phantom, tmp_path):
+    session, _ = _scene_with_results(core, phantom, tmp_path)
+    plots = core.logics["Plots"]
+    assert not session.show_chart(plots)  # no level result yet
+    text, failed = session.level_status()
+    assert not failed and "spinal" in text
+    assert session.show_chart(plots)
+    assert core.app_logic.GetSelectionNode().GetActivePlotChartID() == session.chart_node.GetID()
+    session.params.discs.SetNthControlPointLabel(0, "not a disc")
+    text, failed = session.level_status()
+    assert failed and "not a disc name" in text and not session.show_chart(plots)
+
+
+def test_cord_files_become_the_chosen_cord_and_exports_are_named_after_the_volume(core, phantom, tmp_path):
+    session, _ = _scene_with_results(core, phantom, tmp_path)
+    path = write_image(sitk.Cast(phantom.cord, sitk.sitkUInt8), tmp_path / "cord.nii.gz")
+    node = session.load_cord_file(path)
+    assert session.params.cordSegmentation is node
+    assert node.GetSegmentation().GetSegment(session.params.cordSegmentId) is not None
+    assert session.default_export_name("table_tsv") == "phantom_T2w_levels.tsv"
+    out = tmp_path / "out"
+    out.mkdir()
+    assert session.existing_export_all_paths(out) == []
+    (out / "phantom_T2w_rootlets.nii.gz").write_text("old")
+    assert session.existing_export_all_paths(out) == [out / "phantom_T2w_rootlets.nii.gz"]
+
+
+def test_start_chosen_refuses_a_missing_local_model(core, phantom):
+    from RootletSegLogic.slicer.session import ModelChoice
+    from RootletSegLogic.slicer.volumes import volume_node_from_image
+
+    volume = volume_node_from_image(core.scene, phantom.image, "phantom")
+    session = PanelSession(core.scene, _fresh_params(inputVolume=volume, model=ModelChoice.local,
+                                                     modelPath="/nowhere/model.zip"))
+    with pytest.raises(UserError, match="does not exist"):
+        session.start_chosen()
+    assert session.runner is None
+
+
+def test_the_modules_self_test_skips_without_torch(core, monkeypatch):
+    import unittest
+
+    from RootletSegLogic.slicer import dependencies, panel_session
+
+    monkeypatch.setattr(dependencies, "missing_packages", lambda: ["torch", "nnunetv2"])
+    with pytest.raises(unittest.SkipTest, match="torch, nnunetv2 not installed"):
+        panel_session.demo_self_test(core.scene, _fresh_params())
+
+
+def test_the_modules_self_test_runs_the_demo_model_through_the_apply_path(core):
+    """RootletSegTest's body: phantom, demo model in a child process, result as level segments, levels (a few s)."""
+    from RootletSegLogic.slicer.panel_session import demo_self_test
+
+    params = _fresh_params()
+    summary = demo_self_test(core.scene, params, timeout_s=300)
+    assert summary.startswith("Done: 8 level segments.") and "8 spinal" in summary
+    assert params.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 8
