@@ -116,6 +116,23 @@ def test_top_level_metadata(top_cmake):
     assert top_cmake.index("include(${Slicer_USE_FILE})") < top_cmake.index("add_subdirectory(RootletSeg)")
 
 
+def test_contributors_and_citation_agree_with_the_module(top_cmake):
+    """EXTENSION_CONTRIBUTORS lists the module's contributors ("Name (Organisation)", comma-separated, as Slicer's
+    template does) and the description and the module's help text cite the published paper."""
+    import ast
+
+    source = (REPO / "RootletSeg" / "RootletSeg.py").read_text(encoding="utf-8")
+    contributors = next(ast.literal_eval(node.value) for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                        and any(getattr(t, "id", "") == "CONTRIBUTORS" for t in node.targets))
+    assert contributors and all(re.fullmatch(r"[^(),]+ \([^()]+\)", name) for name in contributors)
+    cmake = re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]+)"\)', top_cmake).group(1)
+    assert cmake == ", ".join(contributors)
+    description = re.search(r'set\(EXTENSION_DESCRIPTION "([^"]+)"\)', top_cmake).group(1)
+    for text in (description, source):
+        assert "10.1038/s41598-026-49164-0" in text and "Scientific Reports (2026)" in text
+        assert all(name in text for name in ("Krejci", "Valosek", "Cohen-Adad", "Eippert", "Callot"))
+
+
 def test_extensions_index_entry(top_cmake):
     entry = json.loads(INDEX_JSON.read_text(encoding="utf-8"))
     # keys of Slicer's Schemas/slicer-extension-catalog-entry-schema-v1.0.1.json (additionalProperties: false)
