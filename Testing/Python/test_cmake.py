@@ -106,8 +106,12 @@ def test_top_level_metadata(top_cmake):
     for variable in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
                      "EXTENSION_ICONURL", "EXTENSION_DEPENDS"):
         assert re.search(r"set\(" + variable + r" \"[^\"]+\"\)", top_cmake), variable
-    # no screenshot exists yet (desktop Slicer cannot run here): the variable is set, empty, rather than a dead link
-    assert 'set(EXTENSION_SCREENSHOTURLS "")' in top_cmake
+    # the screenshot (scripts/render_screenshot.py) by the raw URL pattern of the icon, naming a committed file
+    icon = re.search(r'set\(EXTENSION_ICONURL "([^"]+)"\)', top_cmake).group(1)
+    raw = icon.removesuffix("Resources/Icons/RootletSeg.png")
+    screenshots = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]+)"\)', top_cmake).group(1).split()
+    assert screenshots == [raw + "docs/images/rootletseg_screenshot.png"]
+    assert all((REPO / url.removeprefix(raw)).is_file() for url in screenshots)
     assert 'set(EXTENSION_CATEGORY "Segmentation")' in top_cmake
     assert 'set(EXTENSION_DEPENDS "PyTorch")' in top_cmake
     for line in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(RootletSeg)",
