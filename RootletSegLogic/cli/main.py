@@ -5,13 +5,17 @@ as the parser's `func`. Heavy imports (torch, nnU-Net) happen inside `run`, so `
 
 Errors the user can fix (`UserError`) print one sentence on stderr and exit 1; usage errors exit 2 (argparse);
 SIGINT and SIGTERM (and SIGBREAK on Windows) stop cleanly, leave nothing half-written, and exit 128 + the signal
-number (130 / 143).
+number (130 / 143). A file system error that escaped the checks (a disk that filled, a folder made read-only
+meanwhile) is stated as one sentence too, never a traceback. The files a command reads are remembered
+(`images.files.track_inputs`) so that no output replaces one of them, whatever link or path names it.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import signal
 import sys
 
@@ -42,7 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__package__}.{name}").register(subparsers)
+    subparsers.choices["segment"].add_argument(
+        "--trust-checkpoints", action="store_true",
+        help="load model checkpoints with Python's full unpickler, which can run code: only for a model whose source "
+        "you trust and whose checkpoints hold more than weights (default: weights-only loading)")
     return parser
+
+
+def os_error_sentence(error: OSError) -> str:
+    """One sentence for a file system error: what failed, where, and what to do."""
+    where = f" '{error.filename}'" if getattr(error, "filename", None) else ""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"The disk is full (writing{where or ' an output'}): free some space or write elsewhere; nothing was changed."
+    if error.errno == errno.EROFS:
+        return f"The file system of{where or ' an output'} is read-only: write the outputs to another folder."
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"Permission denied for{where or ' a file'}: make it writable (or readable) or choose another path."
+    if error.errno == errno.ENOENT:
+        return f"The file or folder{where} does not exist (any more): check the path."
+    reason = error.strerror or type(error).__name__
+    return f"A file operation failed on{where or ' a file'} ({reason}): check the disk and the paths, then run again."
 
 
 # Signals that cancel cleanly. On Windows the Slicer module stops the child with CTRL_BREAK, delivered as SIGBREAK.
@@ -62,6 +85,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     reporter = make_reporter(getattr(args, "progress", "bar"))
     _received_signal = None
+    if getattr(args, "trust_checkpoints", False):
+        from RootletSegLogic.segmentation.predictor import TRUST_ENV
+
+        os.environ[TRUST_ENV] = "1"  # read by the Segmenter wherever segment builds it (also in a child process)
+    from RootletSegLogic.images.files import track_inputs
+
+    track_inputs(True)
     previous = {sig: signal.signal(sig, _raise_cancelled) for sig in CANCEL_SIGNALS}
     try:
         return int(args.func(args, reporter) or 0)
@@ -78,6 +108,11 @@ def main(argv=None) -> int:
             print(f"rootletseg: error: {message}", file=sys.stderr)
             reporter.error(message, error.exit_code)
             return error.exit_code
+        if isinstance(error, OSError) and not isinstance(error, ConnectionError):
+            message = os_error_sentence(error)
+            print(f"rootletseg: error: {message}", file=sys.stderr)
+            reporter.error(message, 1)
+            return 1
         raise
     finally:
         for sig, handler in previous.items():

@@ -41,7 +41,8 @@ DEFAULT_STEP = 0.5
 DEFAULT_ORIENTATION_SCT = "LPI"  # SCT's default ("from" letters) == "RAS" here
 # Opt-in for checkpoints that need more than plain data to unpickle (a pickle can run any code while loading).
 TRUST_ENV = "ROOTLETSEG_TRUST_CHECKPOINTS"
-TRUST_HINT = f"if you trust its source and accept that loading it can run code, set {TRUST_ENV}=1 and run again"
+TRUST_HINT = ("if you trust its source and accept that loading it can run code, run again with --trust-checkpoints "
+              f"(or {TRUST_ENV}=1)")
 
 
 # ---------------------------------------------------------------------------------------------- small helpers

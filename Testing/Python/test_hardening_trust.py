@@ -147,7 +147,7 @@ def test_segment_refuses_payload_and_writes_nothing(tmp_path, kit):
     image.write_bytes(kit["image"].read_bytes())
     before = snapshot(tmp_path)
     result = cli("segment", image, "--model", kit["evil"], "--device", "cpu", "--threads", "1", "--progress", "none")
-    assert_refused(result, "ROOTLETSEG_TRUST_CHECKPOINTS=1", "could run code")
+    assert_refused(result, "--trust-checkpoints", "ROOTLETSEG_TRUST_CHECKPOINTS=1", "could run code")
     assert not kit["marker"].exists()
     assert snapshot(tmp_path) == before
 
@@ -203,3 +203,12 @@ def test_mirror_with_user_checksum_still_unverified_but_registry_checksum_verifi
     warnings = []
     model = download_model("m5", url=server.url("/m.zip"), force=True, warn=warnings.append)
     assert model.metadata["trusted"] is True and model.metadata["source"] == "registry" and warnings == []
+
+
+def test_trust_flag_is_the_opt_in(tmp_path, kit):
+    out = tmp_path / "labels.nii.gz"
+    result = cli("segment", kit["image"], "--model", kit["evil"], "-o", out, "--device", "cpu", "--threads", "1",
+                 "--progress", "none", "--trust-checkpoints")
+    assert result.returncode == 0, result.stderr
+    assert kit["marker"].exists() and out.is_file()
+    kit["marker"].unlink()
