@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from RootletSegLogic.errors import UserError
+from RootletSegLogic.images.files import remember_input
 
 
 def read_image(path: os.PathLike | str, what: str = "image") -> sitk.Image:
@@ -34,6 +35,7 @@ def read_image(path: os.PathLike | str, what: str = "image") -> sitk.Image:
         raise UserError(f"The {what} file '{path}' does not exist: check the path.")
     if path.is_dir():
         raise UserError(f"The {what} path '{path}' is a folder: give an image file (.nii.gz, .nii, .nrrd, .mha).")
+    remember_input(path)
     image = _read_nifti_float(path, what)
     if image is None:  # not a float NIfTI: ITK's own decoding loses nothing
         image = _itk_read(path, what)

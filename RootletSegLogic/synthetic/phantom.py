@@ -40,7 +40,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from RootletSegLogic.errors import UserError
-from RootletSegLogic.images.atomic import atomic_outputs
+from RootletSegLogic.images.atomic import atomic_outputs, output_folder
 from RootletSegLogic.images.files import absolute_path
 from RootletSegLogic.images.orientation import (
     direction_for_axcodes,
@@ -401,10 +401,10 @@ def write_phantom(phantom: Phantom, out_dir: os.PathLike | str, overwrite: bool 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"The phantom output '{out_dir}' is a file: give a folder.")
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: absolute_path(out_dir / f"{name}.nii.gz") for name in OUTPUT_FILES}
     paths["truth"] = absolute_path(out_dir / "truth.json")
-    with atomic_outputs(list(paths.values()), overwrite) as temporaries:
+    # a folder created here is removed again when the set is not written (refused, full disk, cancelled)
+    with output_folder(out_dir), atomic_outputs(list(paths.values()), overwrite) as temporaries:
         tmp = dict(zip(paths, temporaries))
         for name, image in phantom.images().items():
             sitk.WriteImage(image, str(tmp[name]), True)

@@ -374,7 +374,7 @@ def test_check_outputs_fails_before_any_work(tmp_path):
         check_outputs([tmp_path / "new.nii.gz", tmp_path / "exists.nii.gz"])
     with pytest.raises(UserError, match="does not exist"):
         check_outputs([tmp_path / "nofolder" / "a.tsv"])
-    with pytest.raises(UserError, match="same path"):
+    with pytest.raises(UserError, match="same file"):
         check_outputs([tmp_path / "a.tsv", tmp_path / "a.tsv"])
 
 
