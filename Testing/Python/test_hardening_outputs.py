@@ -63,16 +63,18 @@ def tiny_fs(folder: Path, size: str) -> Path:
 def full_dir(tmp_path):
     """A 64 KiB tmpfs filled to the last byte."""
     folder = tiny_fs(tmp_path / "full", "64k")
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
     try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass  # ENOSPC: full
+        fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass  # ENOSPC: full
+        finally:
+            os.close(fd)
+        yield folder
     finally:
-        os.close(fd)
-    yield folder
-    _run("umount", str(folder))
+        _run("umount", str(folder))
 
 
 @pytest.fixture
