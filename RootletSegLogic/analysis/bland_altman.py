@@ -164,6 +164,9 @@ def subject_from_rows(rows: List[dict], path: os.PathLike | str, reference: str)
             midpoint = None if rostral is None or caudal is None else -(rostral + caudal) / 2.0
         if midpoint is None:
             continue
+        if not math.isfinite(float(midpoint)):  # would silently drop the subject from every statistic
+            raise UserError(f"The level table '{path}' has a non-finite midpoint for level {r['level']}: write the "
+                            "table again with 'rootletseg levels'.")
         kind = levels[r["level_type"]]
         if r["level"] in kind:
             raise UserError(
@@ -187,7 +190,20 @@ def read_heights(path: os.PathLike | str) -> Dict[str, float]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"The heights file '{path}' does not exist: give a participants.tsv with participant_id and height (cm).")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    data = path.read_bytes()
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "binary data")
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"The heights file '{path}' is not a UTF-8 text file (binary, or perhaps Latin-1): save it "
+                        "as UTF-8 tab-separated text and run again.") from None
+    from RootletSegLogic.images.files import remember_input
+
+    remember_input(path)
+    import io as _io
+
+    with _io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
         header = [h.strip() for h in (reader.fieldnames or [])]
         if "participant_id" not in header or "height" not in header:
@@ -209,7 +225,11 @@ def read_heights(path: os.PathLike | str) -> Dict[str, float]:
                 raise UserError(
                     f"The heights file '{path}' has height '{text}' on line {line}: give the body height in cm (> 0) or n/a."
                 )
-            heights[row["participant_id"]] = value
+            subject = row["participant_id"]
+            if subject in heights:  # taking the last one silently could normalise by the wrong height
+                raise UserError(f"The heights file '{path}' gives {subject} twice (line {line} again): keep one "
+                                "height per participant.")
+            heights[subject] = value
     return heights
 
 
@@ -285,6 +305,17 @@ def group_bland_altman(subjects: Sequence[SubjectLevels], heights_cm: Optional[D
             "No subject has both a vertebral level and its paired spinal level: "
             "give level tables with vertebral levels (run 'rootletseg levels' with discs)."
         )
+    used = list(dict.fromkeys(pt["participant_id"] for pt in points))
+    left_out = [s.participant_id for s in subjects if s.participant_id not in used]
+    if left_out:
+        warnings.append(f"Subject(s) {', '.join(left_out)} have no vertebral level paired with a spinal level and "
+                        "are left out of the statistics: check their level tables (discs given?).")
+    if len(used) < 3:
+        # the limits are the 2.5th / 97.5th percentiles: with one subject they equal the bias, with two they are
+        # nearly the two values; either way they say nothing about agreement
+        warnings.append(f"Only {len(used)} subject{'s' if len(used) > 1 else ''} contribute: the limits of agreement "
+                        f"{'equal the bias' if len(used) == 1 else 'are just the extreme values'} and mean little; "
+                        "give more subjects.")
     rows = []
     for pairing, pairs in PAPER_PAIRINGS.items():
         groups = [(v, s, [pt for pt in points if pt["pairing"] == pairing and pt["vertebral_level"] == v]) for v, s in pairs]
