@@ -35,7 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from RootletSegLogic.errors import UserError
-from RootletSegLogic.images.files import IMAGE_SUFFIXES
+from RootletSegLogic.images.files import IMAGE_SUFFIXES, remember_input
 from RootletSegLogic.images.reading import read_label_map
 from RootletSegLogic.images.world import lps_to_ras, voxel_centers_lps
 from RootletSegLogic.levels.types import PMG_VALUE, PMJ_VALUE, DiscPoint
@@ -83,8 +83,17 @@ def disc_value(name) -> int:
 
     Raises UserError for anything else (including two vertebrae that are not neighbours, like "C2/C4").
     """
+    if isinstance(name, (bool, np.bool_)) or not isinstance(name, (str, int, float, np.integer, np.floating)):
+        # JSON true/false, lists, objects: str() of them could even contain a disc name by accident
+        raise UserError(f"The disc label {json.dumps(name) if isinstance(name, (bool, list, dict)) else repr(name)} "
+                        "is not a disc name or value: use names like C3/C4 or SCT values like 4.")
+    if isinstance(name, (float, np.floating)):
+        if not np.isfinite(name) or float(name) != int(name):
+            raise UserError(f"The disc value {name!r} is not a whole number: use SCT disc values like 4, or names "
+                            "like C3/C4.")
+        name = int(name)
     if isinstance(name, (int, np.integer)):
-        return int(name)
+        return _checked_value(int(name))
     text = str(name).strip()
     upper = text.upper()
     if upper in ("PMJ", "PONTOMEDULLARY JUNCTION"):
@@ -95,7 +104,7 @@ def disc_value(name) -> int:
         return 1
     match = re.fullmatch(r"(?:DISC|DISK|LABEL)?[\s_#-]*(\d{1,2})(?:\.0+)?", upper)
     if match:
-        return int(match.group(1))
+        return _checked_value(int(match.group(1)))
     match = re.search(r"([CTLS])\s*(\d{1,2})\s*[/\\\-_ ]?\s*([CTLS])?\s*(\d{1,2})", upper)
     if match:
         upper_v = vertebra_value(match.group(1) + match.group(2))
@@ -105,6 +114,17 @@ def disc_value(name) -> int:
             raise UserError(f"'{text}' does not name a disc between two neighbouring vertebrae (such as C3/C4).")
         return lower_v
     raise UserError(f"'{text}' is not a disc name: use names like C3/C4, C7/T1, 'disc 4' (SCT value) or PMJ.")
+
+
+MAX_DISC_VALUE = 25  # S1 (the L5/S1 disc): SCT's disc labels stop there
+
+
+def _checked_value(value: int) -> int:
+    """An SCT landmark value: 1 (C1 top) .. 25 (L5/S1), 49 (PMG) or 50 (PMJ); UserError otherwise."""
+    if 1 <= value <= MAX_DISC_VALUE or value in (PMG_VALUE, PMJ_VALUE):
+        return value
+    raise UserError(f"The disc value {value} is not an SCT disc label (1 = C1 top, 2 = C1/C2, 3 = C2/C3, ... "
+                    f"{MAX_DISC_VALUE} = L5/S1, 49 = PMG, 50 = PMJ): fix the point file.")
 
 
 # -------------------------------------------------------------------------------------------------- label images
@@ -183,6 +203,10 @@ def _frame(text, where: str) -> str:
 
 
 def _to_ras(position, frame: str, where: str) -> tuple:
+    # a string would iterate into its characters ("123" -> 1, 2, 3) and true/false into 1/0: neither is a position
+    if not isinstance(position, (list, tuple)) or any(isinstance(v, (bool, np.bool_)) for v in position):
+        shown = json.dumps(position, default=repr)[:80]
+        raise UserError(f"{where}: the position {shown} is not three numbers in mm.")
     try:
         xyz = [float(v) for v in position]
     except (TypeError, ValueError):
@@ -209,11 +233,25 @@ def _split(points: List[Tuple[int, tuple]], path: Path) -> Tuple[List[DiscPoint]
     return discs, pmj
 
 
+def _read_text(path: Path) -> str:
+    """A point file's text: UTF-8 (with or without BOM), refusing binary content and other encodings with one
+    sentence (guessing Latin-1 could turn a name into another one silently)."""
+    data = path.read_bytes()
+    if b"\0" in data:
+        raise UserError(f"'{path.name}' is not a text file (it holds binary data): give a CSV/TSV or JSON point file.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"'{path.name}' is not UTF-8 text (perhaps Latin-1): save it as UTF-8 and run again.") from None
+
+
 def _read_table(path: Path) -> List[Tuple[int, tuple]]:
-    text = path.read_text(encoding="utf-8-sig")
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ("\t" if "\t" in text.splitlines()[0] else ",")
-    reader = csv.DictReader([line for line in text.splitlines() if line.strip() and not line.startswith("#")],
-                            delimiter=delimiter)
+    text = _read_text(path)
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if not lines:
+        raise UserError(f"'{path.name}' is empty: give a header line and one line per disc point.")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ("\t" if "\t" in lines[0] else ",")
+    reader = csv.DictReader(lines, delimiter=delimiter)
     fields = {f.strip().lower(): f for f in (reader.fieldnames or [])}
     name_col = fields.get("name") or fields.get("label") or fields.get("disc")
     value_col = fields.get("value")
@@ -234,14 +272,22 @@ def _read_table(path: Path) -> List[Tuple[int, tuple]]:
     else:
         raise UserError(f"'{path.name}' needs coordinate columns R,A,S or L,P,S or x,y,z (+ frame), in mm.")
     points = []
-    for n, row in enumerate(reader, start=2):
+    rows = _csv_rows(reader, path)
+    for n, row in enumerate(rows, start=2):
         where = f"'{path.name}' line {n}"
-        label = (row.get(value_col) if value_col else None) or row.get(name_col)
+        label = (row.get(value_col) if value_col else None) or (row.get(name_col) if name_col else None)
         if label is None or not str(label).strip():
             raise UserError(f"{where} has no disc name or value.")
         frame = fixed_frame or _frame(row.get(frame_col), where)
         points.append((disc_value(label), _to_ras([row.get(c) for c in cols], frame, where)))
     return points
+
+
+def _csv_rows(reader, path: Path) -> list:
+    try:
+        return list(reader)
+    except csv.Error as error:
+        raise UserError(f"'{path.name}' is not a valid CSV/TSV table ({error}): fix the file.") from None
 
 
 def _read_json(path: Path, data) -> List[Tuple[int, tuple]]:
@@ -250,6 +296,9 @@ def _read_json(path: Path, data) -> List[Tuple[int, tuple]]:
     frame = None
     if isinstance(data, dict):
         frame = data.get("coordinate_system") or data.get("coordinateSystem")
+        if frame is not None and not isinstance(frame, str):
+            raise UserError(f"'{path.name}': the coordinate_system {json.dumps(frame)} is not RAS or LPS: state "
+                            "which one the positions use.")
         items = data.get("points", data.get("discs"))
     else:
         items = data
@@ -277,14 +326,23 @@ def _read_json(path: Path, data) -> List[Tuple[int, tuple]]:
 
 def _read_markups(path: Path, data: dict) -> List[Tuple[int, tuple]]:
     points = []
-    for markup in data.get("markups", []):
+    wrong = (f"'{path.name}' is not a Slicer markups file of the expected shape ({{\"markups\": [{{\"controlPoints\": "
+             "[{\"label\": ..., \"position\": [x, y, z]}]}]}): export the points again from Slicer.")
+    markups = data.get("markups")
+    if not isinstance(markups, list):
+        raise UserError(wrong)
+    for markup in markups:
+        if not isinstance(markup, dict) or not isinstance(markup.get("controlPoints", []), list):
+            raise UserError(wrong)
         frame = _frame(markup.get("coordinateSystem", "LPS"), f"'{path.name}'")
         for n, cp in enumerate(markup.get("controlPoints", [])):
+            if not isinstance(cp, dict):
+                raise UserError(wrong)
             if cp.get("positionStatus", "defined") != "defined":
                 continue
             where = f"'{path.name}' control point {cp.get('label') or n + 1}"
             label = cp.get("label") or cp.get("description")
-            if not label:
+            if not label and label != 0:
                 raise UserError(f"{where} has no label: name each disc point like C3/C4.")
             points.append((disc_value(label), _to_ras(cp.get("position"), frame, where)))
     return points
@@ -299,12 +357,13 @@ def read_landmarks(path: os.PathLike | str) -> Tuple[List[DiscPoint], Optional[t
         return landmarks_from_label_image(read_label_map(path, "disc label image"))
     if not path.is_file():
         raise UserError(f"The disc point file '{path}' does not exist: check the path.")
+    remember_input(path)
     if name.endswith((".csv", ".tsv", ".txt")):
         points = _read_table(path)
     elif name.endswith(".json"):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
+            data = json.loads(_read_text(path))
+        except ValueError:
             raise UserError(f"'{path.name}' is not valid JSON: give a disc point or Slicer markups file.") from None
         points = _read_json(path, data)
     else:

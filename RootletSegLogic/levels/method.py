@@ -303,6 +303,9 @@ def _vertical_line_through_rootlets(geometry: GridGeometry, voxels: _LevelVoxels
     return np.array([[r, a, float(voxels.s_mm.max())], [r, a, float(voxels.s_mm.min())]])
 
 
+DISC_FAR_FROM_CORD_MM = 40.0  # disc points (posterior disc tips or centres) lie well within this of the centerline
+
+
 def _check_discs(disc_points: List[DiscPoint], pmj_ras, reference: DistanceReference, has_cord: bool,
                  warnings: List[str]) -> dict:
     """{value: {"S": projected S, "arc": arc, "ras": projected point}} after the order checks."""
@@ -335,12 +338,23 @@ def _check_discs(disc_points: List[DiscPoint], pmj_ras, reference: DistanceRefer
                 f"(S = {first.position_ras[2]:.1f} mm): the PMJ is above all discs, check the PMJ and disc points."
             )
     info: Dict[int, dict] = {}
-    beyond = []
+    beyond, far = [], []
     for value in ordered:
         arc, point = reference.project(seen[value].position_ras)
         if reference.on_extension(arc):
             beyond.append(disc_name(value))
+        distance = float(np.linalg.norm(np.asarray(seen[value].position_ras, float) - np.asarray(point, float)))
+        if has_cord and distance > DISC_FAR_FROM_CORD_MM:
+            far.append((disc_name(value), distance))
         info[value] = {"S": point[2], "arc": arc, "ras": point}
+    if far:
+        # Real disc points lie within a few cm of the cord; much farther is usually points written in LPS but read
+        # as RAS (or the reverse), which flips them to the other side of the head-foot axis.
+        shown = ", ".join(f"{name} ({distance:.0f} mm)" for name, distance in far)
+        warnings.append(
+            f"Disc point(s) {shown} lie far from the cord (more than {DISC_FAR_FROM_CORD_MM:.0f} mm): check that the "
+            "points are on this image and that their frame (RAS or LPS) is the one stated."
+        )
     arcs = [info[v]["arc"] for v in ordered]
     if any(b < a for a, b in zip(arcs, arcs[1:])):
         warnings.append("After projection onto the centerline some discs are out of order: check the disc points.")

@@ -161,18 +161,24 @@ def _parse_cell(column: str, text: str, path: Path, line: int):
         if text == "" or text.lower() in ("n/a", "nan", "na"):
             return None
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
+            value = math.nan
+        if not math.isfinite(value):  # "inf", "1e999": not a distance; would silently drop the subject later
             raise UserError(
                 f"The level table '{path}' has '{text}' in column {column} on line {line}: "
-                f"give a number in mm or leave the cell empty."
+                f"give a finite number in mm or leave the cell empty."
             ) from None
+        return value
     if column in _INT_COLUMNS:
         if text == "":
             return None
         try:
-            return int(float(text))
-        except ValueError:
+            number = float(text)
+            if number != int(number):
+                raise ValueError(text)
+            return int(number)
+        except (ValueError, OverflowError):
             raise UserError(
                 f"The level table '{path}' has '{text}' in column {column} on line {line}: give a whole number."
             ) from None
@@ -189,10 +195,17 @@ def read_level_table(path: os.PathLike | str) -> List[Dict[str, object]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"The level table '{path}' does not exist: check the path.")
+    from RootletSegLogic.images.files import remember_input
+
+    remember_input(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "binary data")
+        text = data.decode("utf-8-sig")
     except (UnicodeDecodeError, OSError):
-        raise UserError(f"The level table '{path}' is not a readable text file: give a TSV written by 'rootletseg levels'.") from None
+        raise UserError(f"The level table '{path}' is not a readable UTF-8 text file: give a TSV written by "
+                        "'rootletseg levels'.") from None
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise UserError(f"The level table '{path}' is empty: give a TSV written by 'rootletseg levels'.")
