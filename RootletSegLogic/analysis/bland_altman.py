@@ -5,11 +5,17 @@ For each subject and each paired (vertebral, spinal) level:
     mean       = (vertebral midpoint + spinal midpoint) / 2   (mm)
 Midpoints are distances below the pontomedullary junction (PMJ) along the cord centerline (`midpoint_pmj_mm`).
 
-Per level and over all levels: n, bias = MEDIAN difference, limits of agreement = 2.5th and 97.5th percentiles of
-the differences (NumPy's default linear interpolation between order statistics), Spearman's rank correlation of
-the differences with the means (scipy; NaN when fewer than 3 points or a constant input), for both pairings:
+Per level and over all levels, as the paper and its analysis scripts (ivadomed/model-spinal-rootlets) compute
+them: n, bias = MEDIAN difference, limits of agreement = 2.5th and 97.5th percentiles of the differences (NumPy's
+default linear interpolation between order statistics), Spearman's rank correlation between the SPINAL and the
+VERTEBRAL midpoints (`spearman_rho`, `spearman_p`; scipy; NaN when fewer than 3 points or a constant input) and
+the least-squares line vertebral = slope x spinal + intercept (`fit_slope`, `fit_intercept_mm`; NaN under 2
+points). Also reported, labelled as NOT in the paper: Spearman of the differences with the means
+(`spearman_rho_difference_vs_mean`, `spearman_p_difference_vs_mean`), a check for proportional bias. Pairings:
     "not_shifted": vertebral Cn with spinal Cn (n = 2..7), vertebral T1 with spinal C8;
     "shifted":     vertebral Cn with spinal C(n+1) (n = 2..7), vertebral T1 with spinal T1.
+The paper has no vertebral C1 / spinal C2 pair; when disc 1 (top of C1) was given, that pair is reported as its
+own row with pairing "shifted_extra" and `in_paper` = "no", and is left out of the "all" row of "shifted".
 
 Tables without PMJ distances (a `levels` run without a PMJ) fall back, for every subject of the run, to the S axis:
 midpoint = `midpoint_distance_mm` (mm below that subject's reference S plane), or -(rostral_S + caudal_S) / 2 (mm
@@ -43,8 +49,14 @@ ALL_LEVELS = "all"
 
 STATS_COLUMNS = (
     "pairing", "vertebral_level", "spinal_level", "n", "bias_mm", "loa_lower_mm", "loa_upper_mm",
-    "spearman_rho", "spearman_p", "mean_difference_mm", "sd_difference_mm", "distance_reference", "normalised",
+    "spearman_rho", "spearman_p", "fit_slope", "fit_intercept_mm",
+    "spearman_rho_difference_vs_mean", "spearman_p_difference_vs_mean",
+    "mean_difference_mm", "sd_difference_mm", "distance_reference", "normalised", "in_paper",
 )
+EXTRA_PAIRING = "shifted_extra"  # vertebral C1 / spinal C2: not a pair of the paper
+PAPER_PAIRINGS_ONLY = {
+    name: tuple(pair for pair in pairs if pair != ("C1", "C2")) for name, pairs in PAPER_PAIRINGS.items()}
+ALL_PAIRINGS = dict(PAPER_PAIRINGS_ONLY, **{EXTRA_PAIRING: (("C1", "C2"),)})
 POINT_COLUMNS = (
     "participant_id", "pairing", "vertebral_level", "spinal_level",
     "vertebral_midpoint_mm", "spinal_midpoint_mm", "difference_mm", "mean_mm",
@@ -67,8 +79,12 @@ class BlandAltman:
     bias_mm: float  # median difference
     loa_lower_mm: float  # 2.5th percentile of differences
     loa_upper_mm: float  # 97.5th percentile of differences
-    spearman_rho: float  # differences vs means; NaN when undefined
+    spearman_rho: float  # spinal vs vertebral midpoints (the paper's); NaN when undefined
     spearman_p: float
+    fit_slope: float  # vertebral = slope * spinal + intercept (least squares); NaN under 2 distinct points
+    fit_intercept_mm: float
+    spearman_rho_difference_vs_mean: float  # differences vs means (not in the paper); NaN when undefined
+    spearman_p_difference_vs_mean: float
     mean_difference_mm: float
     sd_difference_mm: float  # sample SD (ddof=1); NaN for n < 2
     differences_mm: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
@@ -87,16 +103,31 @@ def spearman(x, y) -> Tuple[float, float]:
     return float(result[0]), float(result[1])
 
 
+def linear_fit(x, y) -> Tuple[float, float]:
+    """(slope, intercept) of the least-squares line y = slope * x + intercept; (NaN, NaN) when x has fewer than
+    2 distinct values."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.size < 2 or np.ptp(x) == 0:
+        return math.nan, math.nan
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)
+
+
 def bland_altman(vertebral_mm, spinal_mm) -> BlandAltman:
     """Bland–Altman of paired midpoints (mm), the paper's non-parametric form (median bias, 2.5/97.5 percentiles)."""
-    differences, means = differences_and_means(vertebral_mm, spinal_mm)
+    vertebral = np.asarray(vertebral_mm, dtype=float)
+    spinal = np.asarray(spinal_mm, dtype=float)
+    differences, means = differences_and_means(vertebral, spinal)
     keep = np.isfinite(differences) & np.isfinite(means)
-    differences, means = differences[keep], means[keep]
+    differences, means, vertebral, spinal = differences[keep], means[keep], vertebral[keep], spinal[keep]
     n = int(differences.size)
     if n == 0:
         nan = math.nan
-        return BlandAltman(0, nan, nan, nan, nan, nan, nan, nan, differences, means)
-    rho, p = spearman(differences, means)
+        return BlandAltman(0, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, differences, means)
+    rho, p = spearman(spinal, vertebral)
+    rho_dm, p_dm = spearman(differences, means)
+    slope, intercept = linear_fit(spinal, vertebral)
     return BlandAltman(
         n=n,
         bias_mm=float(np.median(differences)),
@@ -104,6 +135,10 @@ def bland_altman(vertebral_mm, spinal_mm) -> BlandAltman:
         loa_upper_mm=float(np.percentile(differences, 97.5)),
         spearman_rho=rho,
         spearman_p=p,
+        fit_slope=slope,
+        fit_intercept_mm=intercept,
+        spearman_rho_difference_vs_mean=rho_dm,
+        spearman_p_difference_vs_mean=p_dm,
         mean_difference_mm=float(np.mean(differences)),
         sd_difference_mm=float(np.std(differences, ddof=1)) if n > 1 else math.nan,
         differences_mm=differences,
@@ -283,7 +318,7 @@ def group_bland_altman(subjects: Sequence[SubjectLevels], heights_cm: Optional[D
         scale = {s.participant_id: reference_height / heights_cm[s.participant_id] for s in subjects}
     points = []
     for s in subjects:
-        for pairing, pairs in PAPER_PAIRINGS.items():
+        for pairing, pairs in ALL_PAIRINGS.items():
             for vertebral, spinal in pairs:
                 if vertebral in s.vertebral and spinal in s.spinal:
                     v = s.vertebral[vertebral] * scale[s.participant_id]
@@ -317,9 +352,10 @@ def group_bland_altman(subjects: Sequence[SubjectLevels], heights_cm: Optional[D
                         f"{'equal the bias' if len(used) == 1 else 'are just the extreme values'} and mean little; "
                         "give more subjects.")
     rows = []
-    for pairing, pairs in PAPER_PAIRINGS.items():
+    for pairing, pairs in ALL_PAIRINGS.items():
         groups = [(v, s, [pt for pt in points if pt["pairing"] == pairing and pt["vertebral_level"] == v]) for v, s in pairs]
-        groups.append((ALL_LEVELS, ALL_LEVELS, [pt for pt in points if pt["pairing"] == pairing]))
+        if pairing != EXTRA_PAIRING:  # the paper's summary over all levels: its own pairs only
+            groups.append((ALL_LEVELS, ALL_LEVELS, [pt for pt in points if pt["pairing"] == pairing]))
         for vertebral, spinal, chosen in groups:
             if not chosen:
                 continue
@@ -335,10 +371,15 @@ def group_bland_altman(subjects: Sequence[SubjectLevels], heights_cm: Optional[D
                     "loa_upper_mm": result.loa_upper_mm,
                     "spearman_rho": result.spearman_rho,
                     "spearman_p": result.spearman_p,
+                    "fit_slope": result.fit_slope,
+                    "fit_intercept_mm": result.fit_intercept_mm,
+                    "spearman_rho_difference_vs_mean": result.spearman_rho_difference_vs_mean,
+                    "spearman_p_difference_vs_mean": result.spearman_p_difference_vs_mean,
                     "mean_difference_mm": result.mean_difference_mm,
                     "sd_difference_mm": result.sd_difference_mm,
                     "distance_reference": reference,
                     "normalised": "height" if heights_cm is not None else "no",
+                    "in_paper": "no" if pairing == EXTRA_PAIRING else "yes",
                     "result": result,
                 }
             )
@@ -374,7 +415,7 @@ def stats_tsv(stats: GroupStats) -> str:
     """The Bland–Altman table (STATS_COLUMNS) as TSV text: mm and rho with 3 decimals, p with 3 significant digits,
     empty = undefined (e.g. Spearman with fewer than 3 points)."""
     lines = ["\t".join(STATS_COLUMNS)]
-    lines += ["\t".join(_cell(row.get(c), c == "spearman_p") for c in STATS_COLUMNS) for row in stats.rows]
+    lines += ["\t".join(_cell(row.get(c), c.startswith("spearman_p")) for c in STATS_COLUMNS) for row in stats.rows]
     return "\n".join(lines) + "\n"
 
 

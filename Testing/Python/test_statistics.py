@@ -12,7 +12,10 @@ from hypothesis.extra.numpy import arrays
 from level_results import synthetic_result
 
 from RootletSegLogic.analysis.bland_altman import (
+    EXTRA_PAIRING,
+    PAPER_PAIRINGS_ONLY,
     STATS_COLUMNS,
+    SubjectLevels,
     bland_altman,
     group_bland_altman,
     load_subjects,
@@ -24,7 +27,6 @@ from RootletSegLogic.analysis.bland_altman import (
 from RootletSegLogic.errors import UserError
 from RootletSegLogic.levels.planning import write_level_outputs
 from RootletSegLogic.levels.tables import level_table_tsv
-from RootletSegLogic.levels.types import PAPER_PAIRINGS
 
 
 def _ranks(values):
@@ -54,7 +56,27 @@ def test_bland_altman_hand_computed():
     assert result.loa_upper_mm == pytest.approx(14.5 + 0.9 * (18.0 - 14.5))
     np.testing.assert_allclose(result.differences_mm, differences)
     np.testing.assert_allclose(result.means_mm, (vertebral + spinal) / 2)
-    assert result.spearman_rho == pytest.approx(1.0)  # differences grow with the means
+    # the paper's Spearman: spinal vs vertebral midpoints (both increase together here)
+    assert result.spearman_rho == pytest.approx(1.0)
+    # the linear fit vertebral = slope * spinal + intercept, by the normal equations written out
+    x_mean, y_mean = spinal.mean(), vertebral.mean()
+    slope = ((spinal - x_mean) * (vertebral - y_mean)).sum() / ((spinal - x_mean) ** 2).sum()
+    assert result.fit_slope == pytest.approx(slope)
+    assert result.fit_intercept_mm == pytest.approx(y_mean - slope * x_mean)
+    # the labelled extra: differences vs means (they grow together here too)
+    assert result.spearman_rho_difference_vs_mean == pytest.approx(1.0)
+
+
+def test_spearman_is_between_midpoints_not_differences():
+    """A case where the two correlations differ in sign: the paper's one is between the midpoints."""
+    spinal = np.array([10.0, 20.0, 30.0, 40.0])
+    vertebral = np.array([30.0, 35.0, 38.0, 40.0])  # rises with spinal; vertebral - spinal falls
+    result = bland_altman(vertebral, spinal)
+    assert result.spearman_rho == pytest.approx(1.0)
+    # differences 20, 15, 8, 0 against means 20, 27.5, 34, 40: perfectly reversed ranks
+    assert result.spearman_rho_difference_vs_mean == pytest.approx(-1.0)
+    # p by hand for rho = 1 with n = 4: scipy's t-distribution p, t = rho * sqrt((n-2)/(1-rho^2)) -> inf -> p = 0
+    assert result.spearman_p == pytest.approx(0.0, abs=1e-9)
 
 
 @settings(max_examples=60, deadline=None)
@@ -72,12 +94,11 @@ def test_bland_altman_properties(vertebral, data):
     assert result.loa_lower_mm == pytest.approx(np.percentile(d, 2.5))
     assert result.loa_upper_mm == pytest.approx(np.percentile(d, 97.5))
     assert result.loa_lower_mm <= result.bias_mm <= result.loa_upper_mm
-    if np.ptp(d) == 0 or np.ptp(m) == 0:
-        assert math.isnan(result.spearman_rho)
-    else:
-        rd, rm = _ranks(d), _ranks(m)
-        if np.ptp(rd) > 0 and np.ptp(rm) > 0:
-            assert result.spearman_rho == pytest.approx(np.corrcoef(rd, rm)[0, 1], abs=1e-9)
+    for rho, x, y in ((result.spearman_rho, spinal, vertebral), (result.spearman_rho_difference_vs_mean, d, m)):
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            assert math.isnan(rho)
+        else:  # Spearman = Pearson of the (average) ranks, by hand
+            assert rho == pytest.approx(np.corrcoef(_ranks(x), _ranks(y))[0, 1], abs=1e-9)
 
 
 def test_small_samples_and_nan():
@@ -115,8 +136,8 @@ def test_group_bland_altman_matches_hand_computation(tmp_path):
     assert [s.participant_id for s in subjects] == [f"sub-{i:02d}" for i in range(6)]
     stats = group_bland_altman(subjects)
     assert stats.distance_reference == "pmj" and not stats.normalised
-    for pairing, pairs in PAPER_PAIRINGS.items():
-        every = []
+    for pairing, pairs in PAPER_PAIRINGS_ONLY.items():
+        every, every_v, every_s = [], [], []
         for vertebral, spinal in pairs:
             d = []
             for result in results:
@@ -126,6 +147,8 @@ def test_group_bland_altman_matches_hand_computation(tmp_path):
                     v = round(rows["vertebral", vertebral].midpoint_pmj_mm, 3)
                     s = round(rows["spinal", spinal].midpoint_pmj_mm, 3)
                     d.append(v - s)
+                    every_v.append(v)
+                    every_s.append(s)
             row = next((r for r in stats.rows if r["pairing"] == pairing and r["vertebral_level"] == vertebral), None)
             if not d:
                 assert row is None
@@ -139,6 +162,10 @@ def test_group_bland_altman_matches_hand_computation(tmp_path):
         assert overall["n"] == len(every)
         assert overall["bias_mm"] == pytest.approx(np.median(every), abs=1e-9)
         assert overall["loa_upper_mm"] == pytest.approx(np.percentile(every, 97.5), abs=1e-9)
+        assert overall["spearman_rho"] == pytest.approx(
+            np.corrcoef(_ranks(every_s), _ranks(every_v))[0, 1], abs=1e-9)
+        assert overall["fit_slope"] == pytest.approx(np.polyfit(every_s, every_v, 1)[0], abs=1e-9)
+        assert overall["in_paper"] == "yes"
     # shifted T1/T1 is absent (no spinal T1 in these subjects); not shifted T1/C8 is present
     assert not any(r["pairing"] == "shifted" and r["vertebral_level"] == "T1" for r in stats.rows)
     text = stats_tsv(stats)
@@ -212,3 +239,26 @@ def test_no_vertebral_levels_is_a_user_error(tmp_path):
     write_level_outputs(result, tsv_path=tmp_path / "sub-01.tsv")
     with pytest.raises(UserError, match="vertebral"):
         group_bland_altman(load_subjects([tmp_path / "sub-01.tsv"]))
+
+
+def test_vertebral_c1_pair_is_labelled_and_kept_out_of_the_papers_summary():
+    """The paper has no vertebral C1 / spinal C2 pair: its row is 'shifted_extra', in_paper 'no', and the
+    shifted 'all' row is computed from the paper's pairs alone."""
+    subjects = []
+    for i, shift in enumerate([0.0, 1.0, 3.0, 4.5]):
+        vertebral = {"C1": 5.0 + shift, "C2": 20.0 + shift, "C3": 35.0 + shift}
+        spinal = {"C2": 12.0, "C3": 25.0 + 0.5 * i, "C4": 38.0 - 0.3 * i}
+        subjects.append(SubjectLevels(f"sub-{i}", f"t{i}.tsv", spinal, vertebral, "pmj"))
+    stats = group_bland_altman(subjects)
+    extra = [r for r in stats.rows if r["pairing"] == EXTRA_PAIRING]
+    assert len(extra) == 1 and extra[0]["vertebral_level"] == "C1" and extra[0]["in_paper"] == "no"
+    assert extra[0]["bias_mm"] == pytest.approx(np.median([5.0 - 12.0, 6.0 - 12.0, 8.0 - 12.0, 9.5 - 12.0]))
+    shifted_all = next(r for r in stats.rows if r["pairing"] == "shifted" and r["vertebral_level"] == "all")
+    by_hand = []
+    for i, shift in enumerate([0.0, 1.0, 3.0, 4.5]):
+        by_hand += [(20.0 + shift) - (25.0 + 0.5 * i), (35.0 + shift) - (38.0 - 0.3 * i)]
+    assert shifted_all["n"] == 8
+    assert shifted_all["bias_mm"] == pytest.approx(np.median(by_hand))
+    assert not any(r["pairing"] == "shifted" and r["vertebral_level"] == "C1" for r in stats.rows)
+    header = stats_tsv(stats).splitlines()[0].split("\t")
+    assert "in_paper" in header and "spearman_rho_difference_vs_mean" in header
