@@ -185,7 +185,7 @@ _HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "S
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[list]:
+def signals_held() -> Iterator[list]:
     """Record SIGINT / SIGTERM instead of acting on them (the commit must not stop half-way); yields the list of
     signals received. Their own handlers are put back at the end. Only the main thread can hold signals; elsewhere
     (no Python signal handlers run there anyway) this does nothing."""
@@ -203,7 +203,7 @@ def _signals_held() -> Iterator[list]:
             signal.signal(sig, handler)
 
 
-def _deliver(received: list) -> None:
+def deliver_signals(received: list) -> None:
     """Act on held signals now, through their own handlers (the CLI's raises `Cancelled`)."""
     for number in dict.fromkeys(received):
         signal.raise_signal(number)
@@ -217,7 +217,7 @@ def commit(temporaries: List[Path], targets: List[Path]) -> None:
         os.chmod(tmp, mode)
     backups: list = []  # (target, backup) of targets moved aside
     placed: list = []  # targets now holding a new file
-    with _signals_held() as received:
+    with signals_held() as received:
         try:
             for target in targets:
                 if os.path.lexists(target):
@@ -243,7 +243,7 @@ def commit(temporaries: List[Path], targets: List[Path]) -> None:
                 with contextlib.suppress(OSError):
                     os.unlink(backup)
     if received:
-        _deliver(received)
+        deliver_signals(received)
     if failure is not None:
         name = failure.filename or (targets[0] if targets else "")
         raise UserError(f"The output '{name}' could not be written or replaced ({_reason(failure)}): nothing was "

@@ -352,7 +352,9 @@ def imported_names() -> List[str]:
     root = imported_root()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / RECORD_NAME).is_file())
+    # hidden names are staging or set-aside folders of an install in progress (or killed), never models
+    return sorted(p.name for p in root.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / RECORD_NAME).is_file())
 
 
 # ------------------------------------------------------------------------------------------------------- resolve

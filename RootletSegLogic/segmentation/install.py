@@ -15,6 +15,7 @@ import shutil
 import socket
 import stat
 import tempfile
+import uuid
 import urllib.error
 import urllib.request
 import zipfile
@@ -86,27 +87,44 @@ class Staging:
 def move_into_place(source: Path, target: Path, force: bool) -> bool:
     """Atomically put folder `source` at `target`. Returns False (and leaves `target`) when it exists and not force.
 
-    With force, the old folder is renamed aside first and put back if the new one cannot be moved in.
+    With force, the old folder is renamed aside (a hidden `.old-*` name, never listed as a model) and put back if
+    the new one cannot be moved in, on any error and on SIGINT / SIGTERM: those are held during the two renames
+    and delivered after them (undoing the swap first), so an interrupted `--force` keeps the model it replaced.
     """
+    from RootletSegLogic.images.atomic import deliver_signals, signals_held  # here: SimpleITK is slow to import
+
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not force:
         return False
     aside = None
-    if target.exists():
-        aside = target.parent / f".old-{target.name}-{os.getpid()}-{id(source)}"
-        os.replace(target, aside)
-    try:
-        os.replace(source, target)
-    except OSError:
-        if aside is not None:
-            os.replace(aside, target)
-            aside = None
-        elif target.exists():  # another process installed it meanwhile: keep theirs
-            return False
-        raise
-    finally:
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
+    moved = False
+    with signals_held() as received:
+        try:
+            if target.exists():
+                aside = target.parent / f".old-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                os.replace(target, aside)
+            os.replace(source, target)
+            moved = True
+            if received:
+                raise InterruptedError("cancelled while the model was moved into place")
+        except BaseException as error:
+            if moved:  # undo: the new folder goes back to the staging area (removed with it)
+                os.replace(target, source)
+            replaced = aside is not None
+            if replaced:
+                os.replace(aside, target)
+                aside = None
+            if isinstance(error, InterruptedError) and received:
+                pass  # delivered below, once the cache is as it was
+            elif isinstance(error, OSError) and not replaced and not moved and target.exists() and not received:
+                return False  # another process installed it meanwhile: keep theirs
+            else:
+                raise
+    if received:
+        deliver_signals(received)
+        return False
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
     return True
 
 

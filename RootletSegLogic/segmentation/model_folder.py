@@ -111,6 +111,57 @@ def _check_consecutive_labels(labels: dict, trainer_dir: Path) -> None:
         )
 
 
+# What a model's plans.json may name for RootletSeg to build its network. nnU-Net resolves these names with
+# pydoc.locate, i.e. it imports whatever module a plans.json names: a foreign plans.json could make that any code.
+NETWORK_PREFIX = "dynamic_network_architectures."
+OP_PREFIX = "torch.nn."
+LEGACY_NETWORKS = ("PlainConvUNet", "ResidualEncoderUNet")  # nnU-Net < 2.3 plans: "UNet_class_name"
+
+
+def _configuration(plans: dict, name: str, trainer_dir: Path, seen=()) -> dict:
+    """The configuration `name` with nnU-Net's `inherits_from` applied (parent first, child keys win)."""
+    configurations = plans.get("configurations")
+    config = configurations.get(name) if isinstance(configurations, dict) else None
+    if not isinstance(config, dict) or name in seen:
+        raise UserError(f"The model's plans.json in '{trainer_dir}' has no usable '{name}' configuration: the model "
+                        "folder is damaged or not nnU-Net v2.")
+    parent = config.get("inherits_from")
+    if parent is None:
+        return config
+    merged = dict(_configuration(plans, str(parent), trainer_dir, (*seen, name)))
+    merged.update(config)
+    return merged
+
+
+def check_architecture(plans: dict, trainer_dir: Path, configuration: str = "3d_fullres") -> None:
+    """UserError unless the plans name a network from dynamic_network_architectures built from torch.nn operations
+    (what nnU-Net's planners write); checked from the JSON alone, before anything is imported or installed."""
+    config = _configuration(plans, configuration, trainer_dir)
+    advice = ("RootletSeg runs nnU-Net's own networks only (dynamic_network_architectures classes, torch.nn "
+              "operations): use a standard nnU-Net v2 model")
+    architecture = config.get("architecture")
+    if architecture is None:
+        legacy = config.get("UNet_class_name")
+        # neither entry: nothing is named, so nothing can be imported; building the network says what is missing
+        if legacy is not None and legacy not in LEGACY_NETWORKS:
+            raise UserError(f"The model's plans.json in '{trainer_dir}' names the network '{legacy}': {advice}.")
+        return
+    if not isinstance(architecture, dict):
+        raise UserError(f"The model's plans.json in '{trainer_dir}' has a malformed 'architecture' entry: {advice}.")
+    network = architecture.get("network_class_name")
+    if not isinstance(network, str) or not network.startswith(NETWORK_PREFIX):
+        raise UserError(f"The model's plans.json in '{trainer_dir}' names the network class '{network}': {advice}.")
+    kwargs = architecture.get("arch_kwargs")
+    to_import = architecture.get("_kw_requires_import", [])
+    if not isinstance(kwargs, dict) or not isinstance(to_import, (list, tuple)):
+        raise UserError(f"The model's plans.json in '{trainer_dir}' has malformed network arguments: {advice}.")
+    for key in to_import:
+        value = kwargs.get(key) if isinstance(key, str) else key
+        if value is not None and (not isinstance(value, str) or not value.startswith(OP_PREFIX)):
+            raise UserError(f"The model's plans.json in '{trainer_dir}' names the operation '{value}' for "
+                            f"'{key}': {advice}.")
+
+
 def _fold_key(name: str) -> Fold:
     value = _FOLD_FOLDER.match(name).group(1)
     return "all" if value == "all" else int(value)
@@ -121,9 +172,11 @@ def load_model_folder(root: Union[str, Path], metadata: Optional[dict] = None) -
     trainer_dir = find_trainer_dir(Path(root))
     dataset_json = _read_json(trainer_dir / "dataset.json")
     plans_json = _read_json(trainer_dir / "plans.json")
-    if "3d_fullres" not in plans_json.get("configurations", {}):
+    if not isinstance(plans_json, dict) or not isinstance(plans_json.get("configurations"), dict) \
+            or "3d_fullres" not in plans_json["configurations"]:
         raise UserError(f"The model's plans.json in '{trainer_dir}' has no 3d_fullres configuration.")
-    if "labels" not in dataset_json:
+    check_architecture(plans_json, trainer_dir)
+    if not isinstance(dataset_json, dict) or not isinstance(dataset_json.get("labels"), dict):
         raise UserError(f"The model's dataset.json in '{trainer_dir}' has no 'labels' entry.")
     _check_consecutive_labels(dataset_json["labels"], trainer_dir)
     fold_dirs = sorted(

@@ -290,10 +290,17 @@ class Segmenter:
             raise UserError(f"The model in '{model.trainer_dir}' expects {num_inputs} input images per case: "
                             "RootletSeg runs single-image models only.")
         num_outputs = label_manager.num_segmentation_heads
-        network = get_network_from_plans(
-            configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
-            configuration.network_arch_init_kwargs_req_import, num_inputs, num_outputs,
-            allow_init=False, deep_supervision=False)
+        try:
+            network = get_network_from_plans(
+                configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
+                configuration.network_arch_init_kwargs_req_import, num_inputs, num_outputs,
+                allow_init=False, deep_supervision=False)
+        except Cancelled:
+            raise
+        except Exception as error:  # a class or argument nnU-Net cannot build (the names were checked on load)
+            raise UserError(f"The network described by the model's plans.json in '{model.trainer_dir}' cannot be "
+                            f"built ({type(error).__name__}): the model folder is damaged or needs another "
+                            "nnU-Net version.") from None
         parameters: List[dict] = []
         mirror_axes = (0, 1, 2)
         trainer_name = model.trainer_name
