@@ -12,8 +12,12 @@ Paper method (RootletSeg, DOMAIN.md "Spinal levels from rootlets"):
    taken on the centerline at its S); without a PMJ, along the S axis: `reference_S_mm - S`;
 4. midpoint = mean of the rostral and caudal distances; height = caudal - rostral (>= 0).
 
-Gapless method (SCT issue 5111): each level runs from its own rostral bound to the next present level's rostral
-bound; the last level keeps its own caudal bound.
+Gap-free variants (two definitions; the paper's method leaves gaps and overlaps between levels):
+- "gapless" (rostral to next rostral): each level runs from its own rostral bound to the next present level's
+  rostral bound; the last level keeps its own caudal bound.
+- "gapless-caudal" (SCT issue 5111's definition, caudal to next caudal): each level runs from the caudal bound of
+  the level above it (the previous present level) to its own caudal bound; the first level keeps its own rostral
+  bound. Where the level above ends below this level's end, this level keeps its own rostral bound (a warning).
 
 Rootlets only (no cord mask): bounds from all rootlet voxels; every row says "rootlets-only" and a warning says it
 is not the paper's method. Positions are then on a vertical line through the rootlets' mean R, A (through the PMJ
@@ -65,6 +69,7 @@ from RootletSegLogic.levels.types import (
 from RootletSegLogic.progress import ProgressCallback, ProgressEvent, no_progress
 
 LEVEL_VALUES = tuple(range(2, 10))
+GAP_METHODS = ("paper", "gapless", "gapless-caudal")
 
 
 # ------------------------------------------------------------------------------------------------ computation
@@ -81,11 +86,12 @@ def compute_levels(
     rootlets: label map (2 = C2 ... 9 = T1), any orientation. cord: binary cord mask (non-zero = cord) on the same
     grid, or None for the rootlets-only fallback. discs: SCT disc points (RAS mm); a point with value 50 is used as
     the PMJ when `pmj_ras` is None, value 49 (PMG) is ignored. pmj_ras: PMJ point, RAS mm, or None.
-    method: "paper" or "gapless". Raises UserError where the result would be wrong; partial problems go to
+    method: "paper", "gapless" (rostral to next rostral) or "gapless-caudal" (SCT 5111: caudal to next caudal).
+    Raises UserError where the result would be wrong; partial problems go to
     `result.warnings`.
     """
-    if method not in ("paper", "gapless"):
-        raise UserError(f"Unknown levels method '{method}': use 'paper' or 'gapless'.")
+    if method not in GAP_METHODS:
+        raise UserError(f"Unknown levels method '{method}': use 'paper', 'gapless' or 'gapless-caudal'.")
     warnings: List[str] = []
     progress(ProgressEvent("levels", 0, 4, "reading"))
     inputs = _checked_inputs(rootlets, cord, discs, pmj_ras, warnings)  # DOMAIN.md step 1
@@ -103,8 +109,7 @@ def compute_levels(
         reference.reference_s = _s_axis_origin(bounds, disc_info, centerline_points)
 
     progress(ProgressEvent("levels", 3, 4, "levels"))
-    spinal_rows = _spinal_rows(bounds, reference, rows_method, method == "gapless", has_cord, with_pmj,
-                               warnings)  # step 5
+    spinal_rows = _spinal_rows(bounds, reference, rows_method, method, has_cord, with_pmj, warnings)  # step 5
     vertebral_rows = _vertebral_rows(disc_info, reference, with_pmj, warnings)
     overlaps = level_overlaps(spinal_rows, vertebral_rows)
     pairings = level_pairings(spinal_rows, vertebral_rows)
@@ -383,7 +388,7 @@ def _centerline_with_distances(reference: DistanceReference) -> Centerline:
 
 
 # ---------------------------------------------------------------------------------------------------- rows
-def _spinal_rows(bounds: Dict[int, dict], reference: DistanceReference, rows_method: str, gapless: bool,
+def _spinal_rows(bounds: Dict[int, dict], reference: DistanceReference, rows_method: str, method: str,
                  has_cord: bool, with_pmj: bool, warnings: List[str]) -> List[LevelRow]:
     """DOMAIN.md step 5: one row per present level (midpoint, height), gapless when asked, with the order checks."""
     spinal_rows: List[LevelRow] = []
@@ -402,12 +407,12 @@ def _spinal_rows(bounds: Dict[int, dict], reference: DistanceReference, rows_met
             f"Level bound(s) of {', '.join(spinal_ext)} lie beyond the ends of the cord mask: their centerline "
             f"positions are extended straight along S" + (" (toward the PMJ)." if with_pmj else ".")
         )
-    if gapless:
-        _apply_gapless(spinal_rows, reference, with_pmj, warnings)
+    if method != "paper":
+        (_apply_gapless if method == "gapless" else _apply_gapless_caudal)(spinal_rows, reference, with_pmj, warnings)
         if not has_cord:
             warnings.append("Gapless bounds were applied to the rootlets-only levels.")
     mids = [row.midpoint_distance_mm for row in spinal_rows]
-    if any(b < a for a, b in zip(mids, mids[1:])):
+    if any(b < a - POSITION_TOLERANCE_MM for a, b in zip(mids, mids[1:])):  # float noise is not disorder
         warnings.append("Spinal levels are not in rostro-caudal order (a lower level's midpoint lies above a higher one's).")
     return spinal_rows
 
@@ -466,13 +471,34 @@ def _apply_gapless(rows: List[LevelRow], reference: DistanceReference, with_pmj:
             warnings.append(f"Gapless: the next level's rostral bound lies above {row.level}'s; {row.level} keeps height 0.")
             s, d, ras = row.rostral_S_mm, row.rostral_distance_mm, row.rostral_ras
         row.caudal_S_mm, row.caudal_distance_mm, row.caudal_ras = float(s), float(d), ras
-        row.height_mm = float(max(0.0, d - row.rostral_distance_mm))
-        row.midpoint_distance_mm = 0.5 * (row.rostral_distance_mm + d)
-        if reference.reference_s is None:
-            row.midpoint_ras = reference.point_at_arc(row.midpoint_distance_mm + reference.arc_origin)
-        else:
-            row.midpoint_ras = reference.point_at_arc(
-                float(reference.arc_at_s(reference.reference_s - row.midpoint_distance_mm)))
+        _update_midpoint(row, reference, with_pmj)
+
+
+def _apply_gapless_caudal(rows: List[LevelRow], reference: DistanceReference, with_pmj: bool,
+                          warnings: List[str]) -> None:
+    """SCT issue 5111: each level's rostral bound becomes the previous row's caudal bound (rows sorted by level)."""
+    originals = [(row.caudal_S_mm, row.caudal_distance_mm, row.caudal_ras) for row in rows]
+    for row, previous in zip(rows[1:], originals):
+        s, d, ras = previous
+        if d > row.caudal_distance_mm:
+            warnings.append(f"Gapless (caudal): the level above ends below {row.level}'s caudal bound; {row.level} "
+                            "keeps its own rostral bound.")
+            continue
+        row.rostral_S_mm, row.rostral_distance_mm, row.rostral_ras = float(s), float(d), ras
+        _update_midpoint(row, reference, with_pmj)
         if with_pmj:
-            row.caudal_pmj_mm = row.caudal_distance_mm
-            row.midpoint_pmj_mm = row.midpoint_distance_mm
+            row.rostral_pmj_mm = row.rostral_distance_mm
+
+
+def _update_midpoint(row: LevelRow, reference: DistanceReference, with_pmj: bool) -> None:
+    """Height, midpoint distance and midpoint point of a row whose bounds were moved."""
+    row.height_mm = float(max(0.0, row.caudal_distance_mm - row.rostral_distance_mm))
+    row.midpoint_distance_mm = 0.5 * (row.rostral_distance_mm + row.caudal_distance_mm)
+    if reference.reference_s is None:
+        row.midpoint_ras = reference.point_at_arc(row.midpoint_distance_mm + reference.arc_origin)
+    else:
+        row.midpoint_ras = reference.point_at_arc(
+            float(reference.arc_at_s(reference.reference_s - row.midpoint_distance_mm)))
+    if with_pmj:
+        row.caudal_pmj_mm = row.caudal_distance_mm
+        row.midpoint_pmj_mm = row.midpoint_distance_mm

@@ -32,7 +32,7 @@ DISC_NAMES = {
 }
 """SCT disc-label value -> disc name (49 pontomedullary groove, 50 pontomedullary junction)."""
 
-METHODS = ("paper", "gapless", "rootlets-only")
+METHODS = ("paper", "gapless", "gapless-caudal", "rootlets-only")
 
 PAPER_PAIRINGS = {
     "not_shifted": (("C2", "C2"), ("C3", "C3"), ("C4", "C4"), ("C5", "C5"), ("C6", "C6"), ("C7", "C7"), ("T1", "C8")),
@@ -77,7 +77,7 @@ class LevelRow:
     caudal_ras: Optional[Point3] = None
     midpoint_ras: Optional[Point3] = None
     n_voxels: int = 0  # spinal: rootlet voxels used; vertebral: 0
-    method: str = "paper"  # spinal: "paper" | "gapless" | "rootlets-only"; vertebral: "discs"
+    method: str = "paper"  # spinal: "paper" | "gapless" | "gapless-caudal" | "rootlets-only"; vertebral: "discs"
     rostral_distance_mm: Optional[float] = None  # distance in LevelResult.distance_reference (PMJ arc or S axis)
     caudal_distance_mm: Optional[float] = None
     midpoint_distance_mm: Optional[float] = None

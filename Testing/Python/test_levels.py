@@ -331,6 +331,33 @@ def test_gapless_and_rootlets_only_on_pam50(sct_data):
     assert any("along the S axis" in w for w in only.warnings)
 
 
+def test_gapless_caudal_sct5111_on_pam50(sct_data):
+    """SCT issue 5111's definition: each level from the caudal end of the level above to its own caudal end."""
+    rootlets, cord, disc_points, pmj = _load(_files(sct_data, "pam50"))
+    paper = compute_levels(rootlets, cord, disc_points, pmj).spinal()
+    caudal = compute_levels(rootlets, cord, disc_points, pmj, method="gapless-caudal")
+    rows = caudal.spinal()
+    assert caudal.method == "gapless-caudal" and all(r.method == "gapless-caudal" for r in rows)
+    assert rows[0].rostral_S_mm == paper[0].rostral_S_mm  # the first level keeps its own rostral end
+    for p_row, c_row in zip(paper, rows):
+        assert c_row.caudal_S_mm == p_row.caudal_S_mm  # every level keeps its own caudal end
+    for above, row in zip(rows, rows[1:]):
+        assert row.rostral_S_mm == pytest.approx(above.caudal_S_mm)
+        assert row.rostral_pmj_mm == pytest.approx(above.caudal_pmj_mm)
+        assert row.height_mm == pytest.approx(row.caudal_pmj_mm - row.rostral_pmj_mm)
+        assert row.midpoint_pmj_mm == pytest.approx((row.caudal_pmj_mm + row.rostral_pmj_mm) / 2)
+    # the paper's rows are untouched by the variants (same result object types, fresh computation)
+    again = compute_levels(rootlets, cord, disc_points, pmj).spinal()
+    assert [(r.rostral_S_mm, r.caudal_S_mm, r.midpoint_pmj_mm) for r in again] == \
+        [(r.rostral_S_mm, r.caudal_S_mm, r.midpoint_pmj_mm) for r in paper]
+
+
+def test_unknown_method_is_one_sentence(sct_data):
+    rootlets, cord, disc_points, pmj = _load(_files(sct_data, "pam50"))
+    with pytest.raises(UserError, match="gapless-caudal"):
+        compute_levels(rootlets, cord, disc_points, pmj, method="gapless-rostral")
+
+
 def _tiny(values_by_slice, shape=(12, 9, 9)):
     """Rootlets as a (z, y, x) RAS 1 mm volume: for each value, voxels at x=4..5 on slices z in values_by_slice."""
     roots = np.zeros(shape, np.uint8)

@@ -104,6 +104,23 @@ def test_gapless_levels_tile_without_gaps(maps):
 
 
 @SETTINGS
+@given(label_maps())
+def test_gapless_caudal_levels_tile_without_gaps(maps):
+    """SCT 5111: a level starts where the level above ends, unless that end lies below its own end."""
+    rootlets, cord = maps
+    rows = _compute(rootlets, cord, method="gapless-caudal").spinal()
+    paper = compute_levels(rootlets, cord).spinal()
+    for row, p_row in zip(rows, paper):
+        assert row.height_mm >= 0.0 and row.method == "gapless-caudal"
+        assert row.caudal_S_mm == p_row.caudal_S_mm
+    for (above, p_row), row in zip(zip(rows, paper[1:]), rows[1:]):
+        if above.caudal_distance_mm <= p_row.caudal_distance_mm:
+            assert row.rostral_distance_mm == pytest.approx(above.caudal_distance_mm)
+        else:
+            assert row.rostral_S_mm == p_row.rostral_S_mm
+
+
+@SETTINGS
 @given(label_maps(), st.sampled_from(ALL_AXCODES), st.sampled_from(["paper", "gapless"]))
 def test_orientation_invariance(maps, code, method):
     rootlets, cord = maps
