@@ -12,7 +12,6 @@ import argparse
 from pathlib import Path
 
 from RootletSegLogic.cli.main import add_progress_option
-from RootletSegLogic.errors import UserError
 
 
 def register(subparsers) -> None:
@@ -46,8 +45,8 @@ def run(args: argparse.Namespace, reporter) -> int:
         read_heights,
         stats_tsv,
     )
-    from RootletSegLogic.analysis.figures import bland_altman_figure
-    from RootletSegLogic.images.atomic import atomic_outputs
+    from RootletSegLogic.analysis.figures import DPI, bland_altman_plot
+    from RootletSegLogic.images.atomic import atomic_outputs, output_folder
     from RootletSegLogic.images.files import absolute_path
 
     subjects = load_subjects(args.tables)
@@ -56,25 +55,23 @@ def run(args: argparse.Namespace, reporter) -> int:
     for message in stats.warnings:
         reporter.warning(message)
     out_dir = Path(args.output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"The output '{out_dir}' is a file, not a folder: give a folder for the outputs.")
-    out_dir.mkdir(parents=True, exist_ok=True)
     table = out_dir / "bland_altman.tsv"
     points = out_dir / "bland_altman_points.tsv"
-    figure_base = out_dir / "bland_altman"
-    # refuse before writing anything if any output exists
-    for path in (table, points, figure_base.with_suffix(".png"), figure_base.with_suffix(".svg")):
-        if path.exists() and not args.overwrite:
-            raise UserError(f"The output '{absolute_path(path)}' already exists: choose another folder or pass --overwrite.")
-    with atomic_outputs([table, points], args.overwrite) as (table_tmp, points_tmp):
+    png, svg = out_dir / "bland_altman.png", out_dir / "bland_altman.svg"
+    # One set: the tables and the figure are written all or none, and a folder created here is removed again
+    # when the set is not written (refused, disk full, cancelled).
+    with output_folder(out_dir), atomic_outputs([table, points, png, svg], args.overwrite, inputs=args.tables) as (
+            table_tmp, points_tmp, png_tmp, svg_tmp):
         Path(table_tmp).write_text(stats_tsv(stats), encoding="utf-8")
         Path(points_tmp).write_text(points_tsv(stats), encoding="utf-8")
-        png, svg = bland_altman_figure(stats, figure_base, overwrite=args.overwrite)
+        figure = bland_altman_plot(stats)
+        figure.savefig(str(png_tmp), format="png", dpi=DPI)
+        figure.savefig(str(svg_tmp), format="svg")
     outputs = {
         "bland_altman": str(absolute_path(table)),
         "points": str(absolute_path(points)),
-        "figure_png": str(png),
-        "figure_svg": str(svg),
+        "figure_png": str(absolute_path(png)),
+        "figure_svg": str(absolute_path(svg)),
     }
     reporter.result(outputs)
     return 0

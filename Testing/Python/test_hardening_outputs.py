@@ -10,6 +10,7 @@ Each fixture skips, saying why, only when the capability is truly absent (not ro
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -298,3 +299,29 @@ def test_phantom_filling_the_disk_leaves_nothing(small_dir):
     result = cli("phantom", "--out", small_dir / "new")
     assert_refused(result, "full")
     assert snapshot(small_dir) == {}
+
+
+# ------------------------------------------------------------------------------------------- every command
+def test_segment_refuses_readonly_output_before_inference(phantom_files, readonly_dir):
+    result = cli("segment", phantom_files / "image.nii.gz", "--model", "demo", "--device", "cpu", "--threads", "1",
+                 "-o", readonly_dir / "r.nii.gz", "--progress", "json")
+    assert_refused(result, "read-only")
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert not any(e.get("stage") in ("predict", "load") for e in events)  # refused before the long work
+
+
+def test_demo_and_models_on_readonly_folders(readonly_dir):
+    before = snapshot(readonly_dir)
+    assert_refused(cli("demo", "--out", readonly_dir / "demo", "--progress", "none"), "read-only")
+    assert_refused(cli("models", "import", readonly_dir, "--name", "x",
+                       env={"ROOTLETSEG_HOME": str(readonly_dir / "home")}), "read-only")
+    assert snapshot(readonly_dir) == before
+
+
+def test_stats_into_full_and_readonly_folders(work, full_dir, readonly_dir):
+    assert levels(work, "-o", work / "sub-01_levels.tsv").returncode == 0
+    for target in (full_dir / "t.tsv", readonly_dir / "stats"):
+        parent = target.parent
+        before = snapshot(parent)
+        assert_refused(cli("stats", work / "sub-01_levels.tsv", "-o", parent / "stats", "--progress", "none"))
+        assert snapshot(parent) == before  # no empty "stats" folder left behind
