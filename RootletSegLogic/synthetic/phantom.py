@@ -48,6 +48,7 @@ from RootletSegLogic.images.orientation import (
     validate_axcodes,
 )
 from RootletSegLogic.images.world import ras_to_lps
+from RootletSegLogic.landmarks import scheme
 from RootletSegLogic.levels.types import DISC_NAMES, PMJ_VALUE, SPINAL_LEVEL_NAMES
 
 DEFAULT_SHAPE = (48, 48, 128)  # voxels along R-L, A-P, S-I
@@ -70,6 +71,9 @@ class Phantom:
     highest/lowest voxel centres of the level's rootlet voxels inside the cord dilated by a 3-voxel ball),
     "discs" ({"2": {"name": "C1/C2", "position_ras": [x, y, z]}, ...}: voxel centres, RAS mm),
     "pmj_ras" ([x, y, z] RAS mm, voxel centre), "entry_zone" (the definition used).
+    `spine` is the truth a spine (landmark) model learns, on the same grid: TotalSpineSeg's step-1 values
+    (landmarks/scheme.py): cord 9, canal (CSF, outside the cord) 8, vertebral bodies 6 (the body above the C1/C2
+    disc 7 = "C1"), discs 1 except the landmark discs C2/C3 (2) and C7/T1 (3). It is not written by write_phantom.
     """
 
     image: sitk.Image
@@ -79,6 +83,8 @@ class Phantom:
     pmj: sitk.Image
     truth: dict = field(default_factory=dict)
     seed: int = 0
+    spine: Optional[sitk.Image] = None  # TotalSpineSeg step-1 labels (landmarks/scheme.py); not in OUTPUT_FILES
+
 
     def images(self) -> Dict[str, sitk.Image]:
         return {name: getattr(self, name) for name in OUTPUT_FILES}
@@ -303,6 +309,7 @@ def make_phantom(seed: int = 0, shape: Optional[Sequence[int]] = None, spacing: 
     dz_disc = np.min(np.abs(axes[2][:, None] - disc_z[None, :]), axis=1)[:, None, None]
     disc_sd = np.maximum(body_radial, dz_disc - 2.0)
     body_sd = np.maximum(body_radial, np.maximum(2.0 - dz_disc, (axes[2] - body_top)[:, None, None]))
+    nearest_disc = np.argmin(np.abs(axes[2][:, None] - disc_z[None, :]), axis=1)  # per slice: index in DISC_VALUES
 
     # image
     xn = X / 24.0
@@ -345,6 +352,7 @@ def make_phantom(seed: int = 0, shape: Optional[Sequence[int]] = None, spacing: 
     pmj_ras = [float(axes[0][i]), float(axes[1][j]), float(axes[2][k])]
 
     cord_u8 = cord.astype(np.uint8)
+    spine = _spine_labels(cord, canal, disc_sd, body_sd, nearest_disc, axes[2] > anatomy.disc_z[2])
     bounds = entry_zone_bounds(rootlets, cord_u8, axes[2])
     levels = {}
     for value in LEVELS:
@@ -360,6 +368,7 @@ def make_phantom(seed: int = 0, shape: Optional[Sequence[int]] = None, spacing: 
         "cord": _to_image(cord_u8, shape, spacing, axes),
         "discs": _to_image(discs, shape, spacing, axes),
         "pmj": _to_image(pmj, shape, spacing, axes),
+        "spine": _to_image(spine, shape, spacing, axes),
     }
     if orientation != "RAS":
         images = {name: reorient(img, orientation) for name, img in images.items()}
@@ -390,6 +399,24 @@ def make_phantom(seed: int = 0, shape: Optional[Sequence[int]] = None, spacing: 
         },
     }
     return Phantom(seed=int(seed), truth=truth, **images)
+
+
+def _spine_labels(cord, canal, disc_sd, body_sd, nearest_disc, above_c1_c2_disc) -> np.ndarray:
+    """TotalSpineSeg step-1 label map (z, y, x) uint8 from the phantom's regions (see `Phantom`).
+
+    nearest_disc[k]: index into DISC_VALUES of the disc nearest to slice k; above_c1_c2_disc[k]: slice k lies above
+    the C1/C2 disc (its vertebral body is the phantom's "C1").
+    """
+    spine = np.zeros(cord.shape, dtype=np.uint8)
+    body = body_sd < 0
+    spine[body] = scheme.VERTEBRA
+    spine[body & above_c1_c2_disc[:, None, None]] = scheme.VERTEBRA_C1
+    disc_value = np.array([scheme.step1_value_for_sct_disc(DISC_VALUES[i]) for i in nearest_disc], dtype=np.uint8)
+    disc = disc_sd < 0
+    spine[disc] = np.broadcast_to(disc_value[:, None, None], spine.shape)[disc]
+    spine[canal & ~cord] = scheme.CANAL
+    spine[cord] = scheme.CORD
+    return spine
 
 
 def write_phantom(phantom: Phantom, out_dir: os.PathLike | str, overwrite: bool = False) -> Dict[str, Path]:
