@@ -63,7 +63,7 @@ def register(subparsers) -> None:
     engine.add_argument("--slurm-jobs", type=int, default=1, help="number of jobs (workers) (default 1)")
     engine.add_argument("--slurm-interface", help="network interface the workers reach this machine on (e.g. ib0)")
     engine.add_argument("--slurm-job-extra", action="append", default=[], metavar="DIRECTIVE",
-                        help="extra #SBATCH directive, repeatable (e.g. --qos=normal)")
+                        help="extra #SBATCH directive, repeatable; write it with = (e.g. --slurm-job-extra=--qos=normal)")
     engine.add_argument("--slurm-print-script", action="store_true",
                         help="print the SLURM job script dask-jobqueue would submit, and stop")
     add_progress_option(parser)
