@@ -14,6 +14,14 @@ caudal; R and A are smoothed lightly along the cord (Gaussian, sigma `CENTERLINE
 the voxel staircase does not lengthen the arc, as SCT fits its centerline before measuring from the PMJ; S is not
 smoothed. Above its top and below its bottom the reference line is extended straight along S (to the PMJ when the
 PMJ lies above the cord: the line from the top of the cord to the PMJ), so every position has a place on it.
+
+SCT-compatible centerline (`sct_centerline_points`, for distances comparable with tables made by SCT and the
+paper's analysis scripts): the mask is the cord plus the PMJ's voxel; per axial slice the mean of the mask's voxel
+indices, slices without mask filled by linear interpolation along the slice axis, the in-plane coordinates smoothed
+with a Hanning window `SCT_SMOOTHING_MM` long (the scipy-cookbook smoothing with mirrored ends that SCT uses);
+distances are then summed slice to slice from the TOP slice of that mask, not from the PMJ point. Where the cord
+mask reaches above the PMJ, or the PMJ lies a few mm off the cord, absolute distances differ from the default
+(geometric projection of the PMJ onto the cord centerline) by several mm; differences between levels barely change.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import SimpleITK as sitk
 from RootletSegLogic.images.orientation import direction_matrix
 
 CENTERLINE_SMOOTHING_MM = 2.0
+SCT_SMOOTHING_MM = 50.0  # Hanning window length of the SCT-compatible centerline
 # Two positions closer than this (mm) are the same position: absorbs float noise of voxel-centre arithmetic.
 POSITION_TOLERANCE_MM = 1e-3
 # Length of the straight S extensions above/below the line: longer than any spine, so no position falls off it.
@@ -58,6 +67,11 @@ class GridGeometry:
         for row in range(3):
             out[:, row] = self.offset_ras[row] + m[row, 0] * zyx[:, 2] + m[row, 1] * zyx[:, 1] + m[row, 2] * zyx[:, 0]
         return out
+
+    def zyx_of_ras(self, ras) -> np.ndarray:
+        """Nearest voxel (z, y, x) index of a RAS mm point (may lie outside the grid)."""
+        ijk = np.linalg.solve(self.matrix_ras, np.asarray(ras, dtype=float) - self.offset_ras)
+        return np.rint(ijk[::-1]).astype(int)
 
     def s_of_zyx(self, zyx: np.ndarray) -> np.ndarray:
         """World S (mm) of voxel centres given as (N, 3) (z, y, x) indices."""
@@ -131,6 +145,50 @@ def cord_centerline_points(cord_zyx: np.ndarray, geometry: GridGeometry,
     centres[:, 0] = _smooth(centres[:, 0], sigma)
     centres[:, 1] = _smooth(centres[:, 1], sigma)
     return centres
+
+
+def hanning_smooth(values: np.ndarray, window_points: int) -> np.ndarray:
+    """Hanning-window moving average with mirrored ends (the scipy cookbook's `smooth`); the window is made odd and
+    no longer than the data; under 3 points the values are returned unchanged."""
+    values = np.asarray(values, dtype=float)
+    window_points = min(int(window_points), len(values))
+    if window_points % 2 == 0:
+        window_points -= 1
+    if window_points < 3:
+        return values
+    padded = np.r_[values[window_points - 1:0:-1], values, values[-2:-window_points - 1:-1]]
+    weights = np.hanning(window_points)
+    smoothed = np.convolve(weights / weights.sum(), padded, mode="same")
+    return smoothed[window_points - 1:-window_points + 1]
+
+
+def sct_centerline_points(cord_zyx: np.ndarray, geometry: GridGeometry, pmj_ras=None,
+                          smoothing_mm: float = SCT_SMOOTHING_MM) -> np.ndarray:
+    """(N, 3) RAS mm, one point per axial slice from the top to the bottom slice of (cord mask + PMJ voxel),
+    rostral -> caudal, as SCT builds its centerline (see the module docstring). cord_zyx: (z, y, x) mask."""
+    mask = cord_zyx != 0
+    if pmj_ras is not None:
+        index = geometry.zyx_of_ras(pmj_ras)
+        if np.all(index >= 0) and np.all(index < np.asarray(mask.shape)):
+            mask = mask.copy()
+            mask[tuple(index)] = True
+    zyx = voxel_indices(mask)
+    axis = geometry.axial_axis_zyx
+    slice_index = zyx[:, axis]
+    first, last = int(slice_index.min()), int(slice_index.max())
+    counts = np.bincount(slice_index - first, minlength=last - first + 1)
+    present = np.flatnonzero(counts > 0)
+    slices = np.arange(last - first + 1)
+    centres = np.empty((len(slices), 3))
+    for n in range(3):
+        if n == axis:
+            centres[:, n] = slices + first
+            continue
+        mean = np.bincount(slice_index - first, weights=zyx[:, n].astype(float), minlength=len(slices))
+        centres[:, n] = np.interp(slices, present, mean[present] / counts[present])
+        centres[:, n] = hanning_smooth(centres[:, n], round(smoothing_mm / max(geometry.slice_step_mm, 1e-6)))
+    points = geometry.ras_of_zyx(centres)
+    return points[np.argsort(-points[:, 2], kind="stable")]
 
 
 # ------------------------------------------------------------------------------------------ distance reference

@@ -52,6 +52,7 @@ from RootletSegLogic.levels.centerline import (
     build_distance_reference,
     cord_centerline_points,
     crop_to_box,
+    sct_centerline_points,
     voxel_indices,
 )
 from RootletSegLogic.levels.correspondence import level_overlaps, level_pairings
@@ -70,6 +71,7 @@ from RootletSegLogic.progress import ProgressCallback, ProgressEvent, no_progres
 
 LEVEL_VALUES = tuple(range(2, 10))
 GAP_METHODS = ("paper", "gapless", "gapless-caudal")
+DISTANCE_MODES = ("pmj", "sct")
 
 
 # ------------------------------------------------------------------------------------------------ computation
@@ -80,6 +82,7 @@ def compute_levels(
     pmj_ras=None,
     method: str = "paper",
     progress: ProgressCallback = no_progress,
+    distance: str = "pmj",
 ) -> LevelResult:
     """Spinal levels (and vertebral levels when discs are given) with their correspondence, in mm.
 
@@ -87,15 +90,25 @@ def compute_levels(
     grid, or None for the rootlets-only fallback. discs: SCT disc points (RAS mm); a point with value 50 is used as
     the PMJ when `pmj_ras` is None, value 49 (PMG) is ignored. pmj_ras: PMJ point, RAS mm, or None.
     method: "paper", "gapless" (rostral to next rostral) or "gapless-caudal" (SCT 5111: caudal to next caudal).
-    Raises UserError where the result would be wrong; partial problems go to
-    `result.warnings`.
+    distance: "pmj" (default: arc length from the PMJ projected onto the lightly smoothed cord centerline) or
+    "sct" (SCT-compatible: from the top slice of cord + PMJ voxel along SCT's 50 mm Hanning-smoothed centerline,
+    for comparisons with SCT-made tables; needs a cord mask and a PMJ; see centerline.py).
+    Raises UserError where the result would be wrong; partial problems go to `result.warnings`.
     """
     if method not in GAP_METHODS:
         raise UserError(f"Unknown levels method '{method}': use 'paper', 'gapless' or 'gapless-caudal'.")
+    if distance not in DISTANCE_MODES:
+        raise UserError(f"Unknown distance mode '{distance}': use 'pmj' or 'sct'.")
     warnings: List[str] = []
     progress(ProgressEvent("levels", 0, 4, "reading"))
     inputs = _checked_inputs(rootlets, cord, discs, pmj_ras, warnings)  # DOMAIN.md step 1
     has_cord, with_pmj = inputs.cord_zyx is not None, inputs.pmj_ras is not None
+    if distance == "sct":
+        if not (has_cord and with_pmj):
+            raise UserError("SCT-compatible distances need a cord mask and a PMJ: give both, or use the default "
+                            "distances.")
+        warnings.append("SCT-compatible distances: from the top slice of cord + PMJ voxel along SCT's smoothed "
+                        "centerline, not from the PMJ point (see the RootletSeg documentation).")
     rows_method = method if has_cord else "rootlets-only"
 
     progress(ProgressEvent("levels", 1, 4, "entry zone"))
@@ -103,7 +116,7 @@ def compute_levels(
     bounds = _level_bounds(voxels, inputs.levels_present, warnings)  # step 3: rostral / caudal S per level
 
     progress(ProgressEvent("levels", 2, 4, "centerline"))
-    reference, centerline_points = _distance_reference(inputs, voxels, bounds, warnings)  # step 4
+    reference, centerline_points = _distance_reference(inputs, voxels, bounds, warnings, distance)  # step 4
     disc_info = _check_discs(inputs.disc_points, inputs.pmj_ras, reference, has_cord, warnings)
     if not with_pmj:
         reference.reference_s = _s_axis_origin(bounds, disc_info, centerline_points)
@@ -270,7 +283,7 @@ def _level_bounds(voxels: _LevelVoxels, levels_present: set, warnings: List[str]
 
 # ---------------------------------------------------------------------------------------------- distances
 def _distance_reference(inputs: _LevelInputs, voxels: _LevelVoxels, bounds: Dict[int, dict],
-                        warnings: List[str]) -> tuple:
+                        warnings: List[str], distance: str = "pmj") -> tuple:
     """DOMAIN.md step 4: (DistanceReference, cord centerline points RAS mm or None without a cord).
 
     With a cord the line is its centerline; without, a vertical line through the rootlets (or the PMJ). With a PMJ,
@@ -296,6 +309,11 @@ def _distance_reference(inputs: _LevelInputs, voxels: _LevelVoxels, bounds: Dict
                 f"{highest['rostral_S']:.1f} mm): the PMJ is above all rootlets, check the PMJ point."
             )
         reference.arc_origin = pmj_arc
+    if distance == "sct":  # same checks as above; the line and its origin are SCT's
+        sct_line = sct_centerline_points(inputs.cord_zyx, inputs.geometry, pmj_ras)
+        reference, _ = build_distance_reference(sct_line, None)
+        reference.arc_origin = float(reference.arc[reference.top_index])
+        centerline_points = sct_line
     return reference, centerline_points
 
 

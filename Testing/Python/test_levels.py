@@ -464,3 +464,69 @@ def test_without_a_cord_no_warning_speaks_of_cord_ends():
     with_cord = compute_levels(phantom.rootlets, phantom.cord, disc_points,
                                       pmj_from_label_image(phantom.pmj))
     assert [r.level for r in with_cord.vertebral()] == [r.level for r in result.vertebral()]
+
+
+# ------------------------------------------------------------------------------ SCT-compatible distance mode
+def _straight_cord_case(cord_top_z=55, pmj_zyx=(45, 7, 7)):
+    """1 mm grid, identity direction (z = S): a straight cord at y, x = 7 from z = 10 to `cord_top_z`, C2 rootlets
+    on z 35..40 and C3 on z 25..30 beside it, and the PMJ at voxel `pmj_zyx` (as an RAS point)."""
+    shape = (70, 15, 15)
+    cord = np.zeros(shape, np.uint8)
+    cord[10:cord_top_z + 1, 6:9, 6:9] = 1
+    roots = np.zeros(shape, np.uint8)
+    roots[35:41, 7, 9:11] = 2
+    roots[25:31, 7, 9:11] = 3
+    images = []
+    for array in (roots, cord):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((1.0, 1.0, 1.0))
+        images.append(image)
+    z, y, x = pmj_zyx
+    return images[0], images[1], (-float(x), -float(y), float(z))  # LPS identity grid -> RAS flips x and y
+
+
+def test_sct_distances_start_at_the_top_of_cord_and_pmj():
+    """By hand: the cord reaches 10 mm above the PMJ, so SCT's distances (from the top slice of cord + PMJ) are the
+    default ones (from the PMJ) plus 10 mm; heights and level differences are the same."""
+    rootlets, cord, pmj = _straight_cord_case()
+    default = {r.level: r for r in compute_levels(rootlets, cord, pmj_ras=pmj).spinal()}
+    sct = compute_levels(rootlets, cord, pmj_ras=pmj, distance="sct")
+    assert any("SCT-compatible distances" in w for w in sct.warnings)
+    assert default["C2"].rostral_pmj_mm == pytest.approx(45 - 40) and default["C2"].caudal_pmj_mm == pytest.approx(10)
+    for row in sct.spinal():
+        ref = default[row.level]
+        assert row.rostral_pmj_mm == pytest.approx(ref.rostral_pmj_mm + 10.0, abs=1e-6)
+        assert row.caudal_pmj_mm == pytest.approx(ref.caudal_pmj_mm + 10.0, abs=1e-6)
+        assert row.height_mm == pytest.approx(ref.height_mm, abs=1e-6)
+    assert sct.spinal()[0].rostral_pmj_mm == pytest.approx(55 - 40)
+
+
+def test_sct_distances_with_a_pmj_off_the_cord():
+    """A PMJ 2 mm above the cord top and 4 mm to the side: SCT's line starts at the PMJ's slice and bends toward
+    it; the distance to C2's rostral bound lies between the straight S distance and that plus the side step."""
+    rootlets, cord, pmj = _straight_cord_case(cord_top_z=55, pmj_zyx=(57, 7, 3))
+    sct = {r.level: r for r in compute_levels(rootlets, cord, pmj_ras=pmj, distance="sct").spinal()}
+    assert 57 - 40 <= sct["C2"].rostral_pmj_mm <= 57 - 40 + 4.0
+    assert sct["C3"].rostral_pmj_mm - sct["C2"].rostral_pmj_mm == pytest.approx(10.0, abs=0.3)
+
+
+def test_sct_distances_on_pam50_small(sct_data):
+    """On PAM50_small the PMJ lies on the cord's top: absolute distances move by under 1 mm and heights by <= 0.3 mm
+    (the upstream scripts agree with the default within 0.16 mm there)."""
+    rootlets, cord, disc_points, pmj = _load(_files(sct_data, "pam50"))
+    default = compute_levels(rootlets, cord, disc_points, pmj)
+    sct = compute_levels(rootlets, cord, disc_points, pmj, distance="sct")
+    assert [(r.level_type, r.level) for r in sct.rows] == [(r.level_type, r.level) for r in default.rows]
+    for a, b in zip(default.rows, sct.rows):
+        assert abs(a.midpoint_pmj_mm - b.midpoint_pmj_mm) < 1.0
+        assert abs(a.height_mm - b.height_mm) <= 0.3
+        if a.level_type == "spinal":  # spinal bounds are the same slices; discs are projected onto another line
+            assert (a.rostral_S_mm, a.caudal_S_mm) == (b.rostral_S_mm, b.caudal_S_mm)
+
+
+def test_sct_distances_need_cord_and_pmj(sct_data):
+    rootlets, cord, disc_points, pmj = _load(_files(sct_data, "pam50"))
+    with pytest.raises(UserError, match="need a cord mask and a PMJ"):
+        compute_levels(rootlets, cord, disc_points, None, distance="sct")
+    with pytest.raises(UserError, match="distance mode"):
+        compute_levels(rootlets, cord, disc_points, pmj, distance="arc")
