@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PIP = $(VENV)/bin/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all bench bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install "$(TORCH_SPEC)" numpy $(TORCH_PIP_ARGS)
 	$(VENV)/bin/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/constraints.txt
 	$(PIP) install -c $(VENV)/constraints.txt -e ".[test]"
+	# openvino (a dependency in pyproject.toml) is the CPU backend of `segment --backend auto`: fail here, not later
+	$(VENV)/bin/python -c "import openvino; print('openvino ' + openvino.get_version())"
 	touch $@
 
 demo: install
@@ -33,6 +35,11 @@ test-all: install
 bench: install
 	$(VENV)/bin/python bench/bench_levels.py
 	$(VENV)/bin/python bench/bench_segment.py
+	$(VENV)/bin/python bench/bench_vs_reference.py --margins 15,20,25,30
+
+# GPU figures (fp16, on-device accumulation): run on a machine with a CUDA GPU; says so and exits without one
+bench-gpu: install
+	$(VENV)/bin/python bench/bench_gpu.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

@@ -17,6 +17,9 @@ plans.json with `get_network_from_plans` and each fold's `network_weights` are l
 whose network differs from what its plans.json describes is therefore not supported (loading its weights fails with
 a clear message).
 
+The network call inside nnU-Net's sliding window runs on PyTorch or, on the CPU, on OpenVINO (`backend`, see
+`segmentation.backends` / `openvino_backend`); everything around it stays nnU-Net's.
+
 Anything nnU-Net prints goes to stderr, so that stdout can carry JSON progress lines only.
 """
 
@@ -26,7 +29,7 @@ import contextlib
 import os
 import re
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -34,6 +37,7 @@ import SimpleITK as sitk
 from RootletSegLogic.errors import Cancelled, UserError
 from RootletSegLogic.images.orientation import Reorientation, sct_to_axcodes
 from RootletSegLogic.progress import ProgressCallback, ProgressEvent, no_progress
+from RootletSegLogic.segmentation.backends import check_backend, choose_backend
 from RootletSegLogic.segmentation.model_folder import ModelFolder
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -248,12 +252,17 @@ class Segmenter:
     other work, fewer threads can be much faster, as PyTorch's threads wait on each other).
     `trust_checkpoints`: load checkpoints with the full unpickler (can run code); None reads ROOTLETSEG_TRUST_CHECKPOINTS.
     Without it, checkpoints holding more than weights and plain values are refused (see `load_checkpoint`).
+    `backend`: "auto" (OpenVINO on the CPU when installed, else PyTorch), "torch" or "openvino"
+    (`segmentation.backends`); only the network call changes. When OpenVINO cannot convert or compile the network,
+    `warn` is told why and PyTorch runs it (`backend` then reads "torch"; `settings` keeps what was requested).
     """
 
     def __init__(self, model: ModelFolder, device: str = "auto", tta: bool = False, step: float = DEFAULT_STEP,
                  progress: Optional[ProgressCallback] = None, threads: Optional[int] = None,
-                 trust_checkpoints: Optional[bool] = None):
+                 trust_checkpoints: Optional[bool] = None, backend: str = "auto",
+                 warn: Optional[Callable[[str], None]] = None):
         progress = progress or no_progress
+        self.warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
         self.model = model
         self.trust_checkpoints = trust_from_environment() if trust_checkpoints is None else bool(trust_checkpoints)
         self.step = check_step(step)
@@ -261,6 +270,9 @@ class Segmenter:
         self.tta = bool(tta)
         self.requested_device = device
         self.device = resolve_device(device)
+        self.requested_backend = check_backend(backend)
+        self.backend = choose_backend(self.requested_backend, self.device.type)
+        self.openvino = None  # the OpenVINONetwork when OpenVINO runs the network
         self.orientation = model_orientation(model)
         with _prints_to_stderr() as real_stdout:
             self._load(_with_real_stdout(progress, real_stdout))
@@ -328,12 +340,41 @@ class Segmenter:
         predictor.manual_initialization(network, plans_manager, configuration, parameters, model.dataset_json,
                                         trainer_name, mirror_axes)
         self.predictor = predictor
+        if self.backend == "openvino":
+            self._use_openvino(network, parameters, configuration, num_inputs, num_outputs, progress)
         self.label_dtype = np.uint8 if max(label_manager.all_labels) < 256 else np.uint16
+
+    def _use_openvino(self, network, parameters: List[dict], configuration, num_inputs: int, num_outputs: int,
+                      progress: ProgressCallback) -> None:
+        """Swap nnU-Net's network call for OpenVINO (converted once per model and patch size, then cached); on any
+        failure warn and keep PyTorch."""
+        from RootletSegLogic.segmentation.openvino_backend import OpenVINONetwork
+
+        progress(ProgressEvent("load", len(parameters), len(parameters), "OpenVINO: converting or reading the cache"))
+        architecture = {"class": configuration.network_arch_class_name,
+                        "kwargs": configuration.network_arch_init_kwargs}
+        try:
+            self.openvino = OpenVINONetwork.create(
+                network, parameters, architecture, num_outputs, configuration.patch_size, num_inputs,
+                self.threads)
+        except Cancelled:
+            raise
+        except Exception as error:  # conversion / compilation can fail in many ways: PyTorch still works
+            detail = " ".join(str(error).split())[:200]
+            self.warn(f"OpenVINO could not run this network ({type(error).__name__}: {detail}); "
+                      "PyTorch runs it instead (use --backend torch to skip the attempt).")
+            self.backend = "torch"
+            network.load_state_dict(parameters[0])
+            return
+        self.predictor.network = self.openvino
 
     @property
     def settings(self) -> dict:
-        """What was run, for the sidecar: device, tta, step and the fixed SCT settings."""
+        """What was run, for the sidecar: device, backend, tta, step and the fixed SCT settings."""
         return {
+            "backend": self.backend,
+            "backend_requested": self.requested_backend,
+            "openvino": self.openvino.record if self.openvino is not None else None,
             "device": self.device.type,
             "device_requested": self.requested_device,
             "threads": self.threads if self.device.type == "cpu" else None,
@@ -377,11 +418,13 @@ class Segmenter:
 
 def segment_image(image: sitk.Image, model: ModelFolder, device: str = "auto", tta: bool = False,
                   step: float = DEFAULT_STEP, progress: Optional[ProgressCallback] = None,
-                  threads: Optional[int] = None, trust_checkpoints: Optional[bool] = None) -> sitk.Image:
+                  threads: Optional[int] = None, trust_checkpoints: Optional[bool] = None,
+                  backend: str = "auto", warn: Optional[Callable[[str], None]] = None) -> sitk.Image:
     """Rootlet label map (uint8, value = spinal level) of a 3D image, on exactly the input grid.
 
     `image` may have any orientation, oblique included; `model` is a validated ModelFolder (all of its folds are
     ensembled; restrict with `model.select_folds`). Stages reported: load, preprocess, predict (one event per
     sliding-window tile per fold), export.
     """
-    return Segmenter(model, device, tta, step, progress, threads, trust_checkpoints).segment(image, progress)
+    return Segmenter(model, device, tta, step, progress, threads, trust_checkpoints, backend,
+                     warn).segment(image, progress)

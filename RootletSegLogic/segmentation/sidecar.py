@@ -28,9 +28,12 @@ def _package_version(name: str) -> Optional[str]:
 
 
 def build_sidecar(input_path: Path, output_path: Path, image: sitk.Image, model: ModelFolder,
-                  segmenter: Segmenter, labels: sitk.Image, records: Optional[FileRecords] = None) -> dict:
+                  segmenter: Segmenter, labels: sitk.Image, records: Optional[FileRecords] = None,
+                  roi: Optional[dict] = None) -> dict:
     """The provenance record written beside the label map. The model is described by `provenance.model_record`
-    (the shape every output uses); the input's sha256 comes from `records`, so a command hashes each file once."""
+    (the shape every output uses); the input's sha256 comes from `records`, so a command hashes each file once.
+    `settings` carries the backend that ran the network; `roi` the region predicted (`workflow.segment_in_roi`:
+    cropped or not, the box in input voxel indices, the margin in mm, the cord it came from)."""
     import torch
 
     records = records or FileRecords()
@@ -48,6 +51,7 @@ def build_sidecar(input_path: Path, output_path: Path, image: sitk.Image, model:
         "output": {"path": str(absolute_path(output_path)), "labels_present": present},
         "model": model_record(model, records),
         "settings": segmenter.settings,
+        "roi": roi if roi is not None else {"cropped": False, "reason": "no cord given"},
         "orientation": {
             "model_image_orientation_sct": model.image_orientation_sct,
             "used": segmenter.orientation,
@@ -58,6 +62,7 @@ def build_sidecar(input_path: Path, output_path: Path, image: sitk.Image, model:
             "rootletseg": __version__,
             "nnunetv2": _package_version("nnunetv2"),
             "torch": torch.__version__,
+            "openvino": _package_version("openvino") if segmenter.backend == "openvino" else None,
             "SimpleITK": sitk.Version_VersionString(),
             "python": platform.python_version(),
         },

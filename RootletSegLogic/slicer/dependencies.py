@@ -7,7 +7,8 @@ picks the build matching the GPU driver. nnunetv2 is installed the way the NNUNe
 then its dependencies one by one except SimpleITK (Slicer's own build has Slicer's IO), torch (the PyTorch
 extension's build) and requests (replacing it needs a restart), with a macOS pin of imagecodecs (newer releases lack
 Intel macOS wheels; SlicerNNUnet pull request 25). The installed torch is checked against nnunetv2's range BEFORE
-pip runs.
+pip runs. OpenVINO (the faster CPU backend of `segment --backend auto`) is installed with nnunetv2, by pip, with the
+same constraints; it is optional: without it PyTorch runs the network, so its absence alone never asks to install.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Callable, Dict, List, Optional
 TORCH_REQUIREMENT = ">=2.1.2,!=2.9.*"  # what nnunetv2 2.5 .. 2.8 accept
 NNUNET_REQUIREMENT = "nnunetv2>=2.5,<2.9"  # same range as pyproject.toml
 REQUIRED_MODULES = ("torch", "nnunetv2")
+OPENVINO_REQUIREMENT = "openvino>=2024.4"  # same as pyproject.toml; optional (segmentation.backends falls back)
 SKIPPED_PACKAGES = ("simpleitk", "torch", "requests")  # never installed or replaced by pip here
 MACOS_PINS = ("imagecodecs<2026.5",)  # newer imagecodecs has no Intel macOS wheel (SlicerNNUnet PR 25)
 SHOWN_VERSIONS = ("torch", "nnunetv2", "SimpleITK", "numpy")
@@ -116,6 +118,8 @@ class InstallPlan:
                 lines.append(f"  - torch{step.requirement}, through the PyTorch extension (the build matching your GPU)")
             elif step.how == "nnunet-extension":
                 lines.append(f"  - {step.requirement}, through the NNUNet extension's installer")
+            elif step.package == "openvino":
+                lines.append(f"  - {step.requirement}, with pip (a faster CPU backend for the network; optional)")
             else:
                 lines.append(f"  - {step.requirement} and its dependencies, with pip "
                              f"(Slicer's SimpleITK, torch and requests are kept)")
@@ -130,10 +134,12 @@ def install_plan(
     pytorch_extension_available: bool,
     torch_version: Optional[str] = None,
     nnunet_extension_available: bool = False,
+    openvino_missing: Optional[bool] = None,
 ) -> InstallPlan:
     """What to install for `missing` (from `missing_packages`): torch through the PyTorch extension, nnunetv2 through
-    the NNUNet extension's install logic when it is installed, else selectively with pip. Blocked (with what to do)
-    when torch is needed without the PyTorch extension, or when the installed torch (`torch_version`) does not fit."""
+    the NNUNet extension's install logic when it is installed, else selectively with pip; with nnunetv2, OpenVINO by
+    pip when it is missing too (`openvino_missing`, None = look). Blocked (with what to do) when torch is needed
+    without the PyTorch extension, or when the installed torch (`torch_version`) does not fit."""
     plan = InstallPlan()
     problem = torch_problem(torch_version) if "torch" not in missing else None
     if problem:
@@ -150,6 +156,8 @@ def install_plan(
     if "nnunetv2" in missing:
         how = "nnunet-extension" if nnunet_extension_available else "pip"
         plan.steps.append(InstallStep("nnunetv2", how, NNUNET_REQUIREMENT))
+        if openvino_missing if openvino_missing is not None else not module_available("openvino"):
+            plan.steps.append(InstallStep("openvino", "pip", OPENVINO_REQUIREMENT))
     return plan
 
 
@@ -221,6 +229,9 @@ def run_plan(plan: InstallPlan, pip_install: Callable, install_torch: Callable =
         elif step.how == "nnunet-extension":
             if not nnunet_extension_install(step.requirement):
                 raise UserError("The NNUNet extension could not install nnunetv2: see the Python console.")
+        elif step.package == "openvino":
+            with tempfile.TemporaryDirectory(prefix="rootletseg_pip_") as folder:
+                pip_install([step.requirement, "--constraint", str(keep_constraint_file(folder))])
         else:
             with tempfile.TemporaryDirectory(prefix="rootletseg_pip_") as folder:
                 selective_install(pip_install, folder)

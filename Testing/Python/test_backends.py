@@ -1,0 +1,162 @@
+"""The network backends (segmentation/backends.py, openvino_backend.py): choice, agreement, cache, fallback.
+
+Real nnU-Net predictors and real OpenVINO conversions of a tiny untrained network (and of the demo model); no mocks.
+Speed is measured by bench/bench_vs_reference.py, never here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from model_factory import make_model_folder, small_plans  # noqa: E402
+
+from RootletSegLogic.errors import UserError  # noqa: E402
+from RootletSegLogic.segmentation.backends import BACKENDS, check_backend, choose_backend  # noqa: E402
+from RootletSegLogic.segmentation.model_folder import load_model_folder  # noqa: E402
+from RootletSegLogic.segmentation.openvino_backend import OpenVINONetwork, cache_folder  # noqa: E402
+from RootletSegLogic.segmentation.predictor import Segmenter  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def two_fold_model(tmp_path_factory):
+    """A tiny untrained model with two folds (the ensemble must use each fold's own converted network)."""
+    return load_model_folder(make_model_folder(tmp_path_factory.mktemp("model"), small_plans(), folds=(0, 1), seed=3))
+
+
+def textured_image(shape_xyz=(40, 36, 30), spacing=(0.9, 1.0, 1.1), seed=0) -> sitk.Image:
+    rng = np.random.default_rng(seed)
+    nx, ny, nz = shape_xyz
+    z, y, x = np.mgrid[0:nz, 0:ny, 0:nx]
+    array = 3 * x + 2 * y + z + 80 * (((x - 14) ** 2 + (y - 12) ** 2 + (z - 10) ** 2) < 30)
+    image = sitk.GetImageFromArray((array + rng.normal(0, 4, array.shape)).astype(np.float32))
+    image.SetSpacing(spacing)
+    image.SetDirection((0, 0, 1, -1, 0, 0, 0, -1, 0))  # not the model's orientation
+    return image
+
+
+def test_backend_choice():
+    assert BACKENDS == ("auto", "torch", "openvino")
+    assert choose_backend("auto", "cpu") == "openvino"  # openvino is a dependency, so it is installed here
+    assert choose_backend("AUTO", "cuda") == "torch" and choose_backend("auto", "mps") == "torch"
+    assert choose_backend("torch", "cpu") == "torch"
+    assert choose_backend("openvino", "cpu") == "openvino"
+    with pytest.raises(UserError, match="CPU only"):
+        choose_backend("openvino", "cuda")
+    with pytest.raises(UserError, match="not known"):
+        check_backend("tensorrt")
+    with pytest.raises(UserError, match="not known"):  # the Segmenter checks it too, before loading anything
+        Segmenter(None, device="cpu", backend="onnx")
+
+
+def test_openvino_ensemble_agrees_with_pytorch_and_is_recorded(two_fold_model):
+    image = textured_image()
+    on_torch = Segmenter(two_fold_model, device="cpu", threads=1, backend="torch")
+    on_openvino = Segmenter(two_fold_model, device="cpu", threads=1, backend="auto")
+    assert on_torch.backend == "torch" and on_torch.openvino is None
+    assert on_openvino.backend == "openvino"
+    assert isinstance(on_openvino.predictor.network, OpenVINONetwork)
+    # the same folds, the same sliding window: logits agree to float rounding, so the labels agree almost everywhere
+    a = sitk.GetArrayFromImage(on_torch.segment(image))
+    b = sitk.GetArrayFromImage(on_openvino.segment(image))
+    assert a.shape == b.shape
+    assert (a != b).mean() < 1e-3, (a != b).sum()
+    settings = on_openvino.settings
+    assert settings["backend"] == "openvino" and settings["backend_requested"] == "auto"
+    assert settings["openvino"]["precision"] == "f32" and settings["openvino"]["cache_hit"] is False
+    assert on_torch.settings["backend"] == "torch" and on_torch.settings["openvino"] is None
+
+
+def test_each_fold_runs_its_own_converted_network(two_fold_model):
+    segmenter = Segmenter(two_fold_model, device="cpu", threads=1, backend="openvino")
+    network = segmenter.predictor.network
+    tile = torch.from_numpy(np.random.default_rng(1).standard_normal(network.input_shape).astype(np.float32))
+    outputs = []
+    for parameters in segmenter.predictor.list_of_parameters:
+        torch_network = segmenter.predictor.network  # nnU-Net's own call sequence: load_state_dict, then call
+        torch_network.load_state_dict(parameters)
+        outputs.append(torch_network(tile))
+    assert not torch.allclose(outputs[0], outputs[1])  # two folds, two different networks
+    with pytest.raises(RuntimeError, match="not converted with"):
+        network.load_state_dict({})
+
+
+def test_the_conversion_is_cached_per_model_and_patch_size(tmp_path, monkeypatch, two_fold_model):
+    monkeypatch.setenv("ROOTLETSEG_HOME", str(tmp_path / "home"))
+    first = Segmenter(two_fold_model, device="cpu", threads=1, backend="openvino").openvino
+    assert not first.cache_hit and first.cache_path.parent == cache_folder()
+    assert sorted(p.name for p in first.cache_path.glob("fold_*.xml")) == ["fold_0.xml", "fold_1.xml"]
+    second = Segmenter(two_fold_model, device="cpu", threads=1, backend="openvino").openvino
+    assert second.cache_hit and second.cache_path == first.cache_path
+    # another patch size is another entry (the converted network has a static input shape)
+    other = load_model_folder(make_model_folder(tmp_path / "other", small_plans(patch_size=(16, 16, 32)),
+                                                folds=(0, 1), seed=3))
+    third = Segmenter(other, device="cpu", threads=1, backend="openvino").openvino
+    assert not third.cache_hit and third.cache_path != first.cache_path
+    # a damaged entry (a weight file removed) is converted again, not used
+    (first.cache_path / "fold_1.bin").unlink()
+    again = Segmenter(two_fold_model, device="cpu", threads=1, backend="openvino").openvino
+    assert not again.cache_hit and (first.cache_path / "fold_1.bin").is_file()
+    assert not list(cache_folder().glob(".staging-*"))  # no temporary folder left behind
+
+
+def test_a_failed_conversion_falls_back_to_pytorch_with_a_warning(tmp_path, monkeypatch, two_fold_model):
+    # the cache cannot be created (its parent is a file): OpenVINO cannot be set up, PyTorch runs the network
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("ROOTLETSEG_HOME", str(blocker))
+    warnings = []
+    segmenter = Segmenter(two_fold_model, device="cpu", threads=1, backend="openvino", warn=warnings.append)
+    assert segmenter.backend == "torch" and segmenter.openvino is None
+    assert isinstance(segmenter.predictor.network, torch.nn.Module)
+    assert len(warnings) == 1 and "PyTorch runs it instead" in warnings[0]
+    assert segmenter.settings["backend"] == "torch" and segmenter.settings["backend_requested"] == "openvino"
+    reference = Segmenter(two_fold_model, device="cpu", threads=1, backend="torch")
+    image = textured_image(seed=2)
+    assert np.array_equal(sitk.GetArrayFromImage(segmenter.segment(image)),
+                          sitk.GetArrayFromImage(reference.segment(image)))
+
+
+class _NotConvertible(torch.nn.Module):
+    """A real module OpenVINO cannot convert: its output is a Python string, not a tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return f"{float(x.sum() * self.scale):.3f}"
+
+
+def test_create_raises_on_a_network_openvino_cannot_convert(tmp_path):
+    module = _NotConvertible()
+    with pytest.raises(Exception):
+        OpenVINONetwork.create(module, [module.state_dict()], {"class": "NotConvertible"}, 2, (8, 8, 8),
+                               cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*/fold_0.xml"))  # nothing half-written is left as an entry
+
+
+def test_the_slicer_install_plan_brings_openvino_with_nnunetv2(tmp_path):
+    from RootletSegLogic.slicer import dependencies
+
+    plan = dependencies.install_plan(["nnunetv2"], True, torch_version="2.5.1+cu121", openvino_missing=True)
+    assert [(s.package, s.how) for s in plan.steps] == [("nnunetv2", "pip"), ("openvino", "pip")]
+    assert "openvino>=2024.4" in plan.message and "optional" in plan.message
+    # openvino alone missing never asks: PyTorch runs the network without it
+    assert not dependencies.install_plan([], True, openvino_missing=True).needed
+    installed = dependencies.install_plan(["nnunetv2"], True, torch_version="2.5.1+cu121", openvino_missing=False)
+    assert [s.package for s in installed.steps] == ["nnunetv2"]
+    # the openvino step is one pip call with the constraints that keep torch, SimpleITK and requests
+    with_extension = dependencies.install_plan(["nnunetv2"], True, torch_version="2.5.1+cu121",
+                                               nnunet_extension_available=True, openvino_missing=True)
+    calls, extension = [], []
+    dependencies.run_plan(with_extension, calls.append, nnunet_extension_install=lambda r: extension.append(r) or True)
+    assert extension == ["nnunetv2>=2.5,<2.9"]
+    assert len(calls) == 1 and calls[0][:2] == ["openvino>=2024.4", "--constraint"]
