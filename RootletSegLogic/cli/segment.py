@@ -7,6 +7,10 @@ written beside it as `<stem>_levels.tsv`, `_levels.json`, `_levels.mrk.json`, `_
 `_levels.nii.gz`; names from `RootletSegLogic.naming`): the same outputs as `rootletseg levels`, computed from the
 label map in memory and written with it as one set (`segmentation.workflow.segment_and_levels`). Level inputs and
 outputs are checked before the (long) segmentation starts.
+
+Speed: --backend chooses what runs the network (OpenVINO on the CPU by default when installed); with --cord the
+network runs only on the cord's box dilated by --roi-margin-mm (--no-crop: the whole volume). Both are recorded in
+the sidecar.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import argparse
 from RootletSegLogic.cli.main import add_progress_option
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+BACKENDS = ("auto", "torch", "openvino")  # segmentation.backends.BACKENDS, without importing it for --help
+DEFAULT_ROI_MARGIN_MM = 25.0  # segmentation.roi.DEFAULT_ROI_MARGIN_MM (a test keeps the two equal)
 
 
 def parse_folds(text: str):
@@ -68,6 +74,14 @@ def register(subparsers) -> None:
                         help="which folds of the model to ensemble (default: all present)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for the network (default: all CPUs; fewer can be faster on a busy machine)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="what runs the network: openvino (CPU only, faster), torch (nnU-Net's own path, as SCT), "
+                        "or auto (default: openvino on the CPU when installed, torch otherwise and on GPUs)")
+    parser.add_argument("--roi-margin-mm", type=float, default=DEFAULT_ROI_MARGIN_MM, metavar="MM",
+                        help="with --cord, predict only on the cord's bounding box dilated by this many mm "
+                        f"(default {DEFAULT_ROI_MARGIN_MM:g}) and put the result back on the full grid")
+    parser.add_argument("--no-crop", dest="crop_to_cord", action="store_false",
+                        help="predict the whole volume even when a cord mask is given")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_level_arguments(parser)
     add_progress_option(parser)
@@ -86,7 +100,7 @@ def run(args: argparse.Namespace, reporter) -> int:
     outputs = segment_file(
         args.image, args.output, model=args.model, device=args.device, tta=args.tta, step=args.step,
         folds=args.folds, overwrite=args.overwrite, progress=reporter, warn=reporter.warning, threads=args.threads,
-        levels=levels,
+        levels=levels, backend=args.backend, roi_margin_mm=args.roi_margin_mm, crop_to_cord=args.crop_to_cord,
     )
     reporter.result(outputs)
     return 0

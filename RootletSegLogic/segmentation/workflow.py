@@ -34,6 +34,7 @@ from RootletSegLogic.levels.files import (
 )
 from RootletSegLogic.progress import ProgressCallback, ProgressEvent, no_progress
 from RootletSegLogic.provenance import FileRecords
+from RootletSegLogic.segmentation.backends import check_backend, choose_backend
 from RootletSegLogic.segmentation.model_folder import Fold, ModelFolder
 from RootletSegLogic.segmentation.predictor import (
     DEFAULT_STEP,
@@ -41,6 +42,15 @@ from RootletSegLogic.segmentation.predictor import (
     check_step,
     check_threads,
     resolve_device,
+)
+from RootletSegLogic.segmentation.roi import (
+    DEFAULT_ROI_MARGIN_MM,
+    CordInput,
+    check_margin,
+    crop,
+    paste_back,
+    plan_roi,
+    read_cord,
 )
 from RootletSegLogic.segmentation.sidecar import build_sidecar
 
@@ -121,12 +131,35 @@ def _check_cord_grid(image_header: ImageHeader, cord_path: Path) -> None:
                     what="spinal cord mask", reference_what="input image")
 
 
+def segment_in_roi(segmenter: Segmenter, image: sitk.Image, cord: Optional[sitk.Image],
+                   roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM, crop_to_cord: bool = True,
+                   progress: Optional[ProgressCallback] = None):
+    """(label map on exactly `image`'s grid, ROI record for the sidecar): the network runs on the cord's box dilated
+    by `roi_margin_mm` (mm) when a cord mask is given and `crop_to_cord`, else on the whole volume."""
+    progress = progress or no_progress
+    box = plan_roi(image, cord, roi_margin_mm, crop_to_cord)
+    if box is None:
+        labels = segmenter.segment(image, progress, finish_export=False)
+        reason = ("no cord given" if cord is None else "cropping turned off" if not crop_to_cord
+                  else "the cord's box with its margin is the whole image")
+        record = {"cropped": False, "reason": reason}
+        if cord is not None:
+            record["margin_mm"] = roi_margin_mm
+        return labels, record
+    progress(ProgressEvent("preprocess", 0, 1, f"cropping to the cord's box + {box.margin_mm:g} mm: {box.size} of "
+                                                f"{box.image_size} voxels"))
+    labels = paste_back(segmenter.segment(crop(image, box), progress, finish_export=False), image, box)
+    return labels, {"cropped": True, **box.record()}
+
+
 def segment_and_levels(input_path: Union[str, os.PathLike], output_path: Union[str, os.PathLike, None] = None,
                        model: Union[str, os.PathLike, ModelFolder] = DEFAULT_MODEL, device: str = "auto",
                        tta: bool = False, step: float = DEFAULT_STEP, folds: Optional[Sequence[Fold]] = None,
                        overwrite: bool = False, progress: Optional[ProgressCallback] = None,
                        warn: Optional[WarnCallback] = None, threads: Optional[int] = None,
-                       levels: Optional[LevelRequest] = None) -> SegmentRun:
+                       levels: Optional[LevelRequest] = None, backend: str = "auto",
+                       roi_cord: Optional[CordInput] = None, roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM,
+                       crop_to_cord: bool = True) -> SegmentRun:
     """Segment an image file and, with `levels`, compute the levels from the new label map in memory; write the
     label map, its sidecar and the level outputs as one all-or-nothing set.
 
@@ -134,6 +167,12 @@ def segment_and_levels(input_path: Union[str, os.PathLike], output_path: Union[s
     device, the cord mask's grid from the headers), then the image and the level inputs are decoded once each
     (a bad file fails before the long work), then the model, the inference, the levels and the writes. When the
     levels fail (UserError) the label map and sidecar are still written, as their own set, and the error says so.
+
+    Speed: `backend` "auto" (OpenVINO on the CPU when installed, else PyTorch), "torch" or "openvino" runs the
+    network (`segmentation.backends`). Region of interest (`segmentation.roi`): with a cord mask -- `roi_cord` (a
+    SimpleITK image or a file path, on the image grid or any grid overlapping it), else the levels' `--cord` -- the
+    network runs only on the cord's bounding box dilated by `roi_margin_mm` (mm), and the labels are put back on
+    the full grid; `crop_to_cord=False` predicts the whole volume. The sidecar records the backend and the box.
     """
     progress = progress or no_progress
     warn = warn or (lambda _message: None)
@@ -149,18 +188,34 @@ def segment_and_levels(input_path: Union[str, os.PathLike], output_path: Union[s
     check_outputs([output_path, sidecar_path] + [path for _, path in level_paths], overwrite)
     check_step(step)
     check_threads(threads)
-    resolve_device(device)  # an unavailable device fails before any download or loading
+    roi_margin_mm = check_margin(roi_margin_mm)
+    # an unavailable device or backend fails before any download or loading
+    choose_backend(check_backend(backend), resolve_device(device).type)
     if levels is not None and levels.inputs.cord:
         _check_cord_grid(image_header, levels.inputs.cord)
+    roi_cord_path = None
+    if roi_cord is not None and not isinstance(roi_cord, sitk.Image):
+        roi_cord_path = Path(roi_cord)
+        read_header(roi_cord_path, "spinal cord mask")  # a missing or non-image cord fails before the long work
 
     image = read_image(input_path)
     landmarks = read_landmark_inputs(levels.inputs) if levels is not None else None
+    cord_for_roi, cord_source = None, None
+    same_as_levels_cord = (roi_cord_path is not None and landmarks is not None and landmarks.cord is not None
+                           and absolute_path(roi_cord_path) == absolute_path(levels.inputs.cord))
+    if roi_cord is not None and not same_as_levels_cord:  # the levels' cord is decoded once, and shared
+        cord_for_roi = read_cord(roi_cord)
+        cord_source = str(absolute_path(roi_cord_path)) if roi_cord_path else "given in memory"
+    elif landmarks is not None and landmarks.cord is not None:
+        cord_for_roi, cord_source = landmarks.cord, str(absolute_path(levels.inputs.cord))
 
     model_folder = resolve_model(model, progress=progress, warn=warn).select_folds(folds)
-    segmenter = Segmenter(model_folder, device, tta, step, progress, threads)
-    labels = segmenter.segment(image, progress, finish_export=False)
+    segmenter = Segmenter(model_folder, device, tta, step, progress, threads, backend=backend, warn=warn)
+    labels, roi = segment_in_roi(segmenter, image, cord_for_roi, roi_margin_mm, crop_to_cord, progress)
+    if cord_source is not None:
+        roi["cord"] = cord_source
     records = FileRecords()  # each input hashed once, shared by the sidecar and the level provenance
-    sidecar = build_sidecar(input_path, output_path, image, model_folder, segmenter, labels, records)
+    sidecar = build_sidecar(input_path, output_path, image, model_folder, segmenter, labels, records, roi=roi)
 
     result, level_error = None, None
     if levels is not None:
@@ -197,7 +252,9 @@ def segment_file(input_path: Union[str, os.PathLike], output_path: Union[str, os
                  model: Union[str, os.PathLike, ModelFolder] = DEFAULT_MODEL, device: str = "auto", tta: bool = False,
                  step: float = DEFAULT_STEP, folds: Optional[Sequence[Fold]] = None, overwrite: bool = False,
                  progress: Optional[ProgressCallback] = None, warn: Optional[WarnCallback] = None,
-                 threads: Optional[int] = None, levels: Optional[LevelRequest] = None) -> Dict[str, str]:
+                 threads: Optional[int] = None, levels: Optional[LevelRequest] = None, backend: str = "auto",
+                 roi_cord: Optional[CordInput] = None, roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM,
+                 crop_to_cord: bool = True) -> Dict[str, str]:
     """Segment an image file; write the label map and its JSON sidecar (and, with `levels`, the level outputs)
     all-or-nothing.
 
@@ -205,6 +262,7 @@ def segment_file(input_path: Union[str, os.PathLike], output_path: Union[str, os
     Existing outputs are an error unless `overwrite` (checked before the model is loaded). `model` is a registry
     name, a folder/zip path or a ModelFolder; `folds` None = every fold present. Returns the absolute output paths:
     {"segmentation": ..., "sidecar": ...} plus the LevelOutputs names (table, planning_json, ...) with `levels`.
+    `backend`, `roi_cord`, `roi_margin_mm`, `crop_to_cord`: see `segment_and_levels`.
     """
     return segment_and_levels(input_path, output_path, model, device, tta, step, folds, overwrite, progress, warn,
-                              threads, levels).outputs
+                              threads, levels, backend, roi_cord, roi_margin_mm, crop_to_cord).outputs

@@ -105,8 +105,13 @@ def test_formats_outputs_sidecar_and_json_progress(tmp_path, model_dir, name, ex
     sidecar = json.loads(side_path.read_text())
     assert sidecar["input"]["path"] == str(source)
     assert sidecar["model"]["folds"] == ["0"] and sidecar["model"]["trusted"] is False
-    assert sidecar["settings"] == {"device": "cpu", "device_requested": "cpu", "threads": 1, "tta": False, "mirror_axes": None,
+    openvino = sidecar["settings"].pop("openvino")  # backend auto: OpenVINO on this CPU (a dependency)
+    assert openvino["precision"] == "f32" and openvino["cache"].startswith(os.environ["ROOTLETSEG_HOME"])
+    assert sidecar["settings"] == {"backend": "openvino", "backend_requested": "auto", "device": "cpu",
+                                   "device_requested": "cpu", "threads": 1, "tta": False, "mirror_axes": None,
                                    "step": 0.5, "gaussian": True, "postprocessing": None, "folds": ["0"]}
+    assert sidecar["roi"] == {"cropped": False, "reason": "no cord given"}
+    assert sidecar["software"]["openvino"]
     assert sidecar["orientation"]["used"] == "RAS" and sidecar["orientation"]["input"] == "RIP"
     assert set(sidecar["software"]) >= {"rootletseg", "nnunetv2", "torch"}
 
@@ -248,3 +253,55 @@ def _parser_running(parser, func):
     subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     subparsers.choices["phantom"].set_defaults(func=func)
     return parser
+
+
+# ------------------------------------------------------------------------------ region of interest and backend
+def test_cord_crops_to_its_box_and_the_sidecar_records_box_and_backend(tmp_path):
+    """`--cord` makes the network run on the cord's box + margin only; the label map still lies on exactly the
+    input grid (zero outside the box); `--no-crop` runs the whole volume; both record what they did."""
+    from RootletSegLogic.segmentation.roi import cord_box
+    from RootletSegLogic.synthetic.phantom import make_phantom, write_phantom
+
+    phantom = make_phantom(seed=2, orientation="PIL")  # the model's orientation is RAS: a permuted input
+    paths = write_phantom(phantom, tmp_path / "phantom")
+    out = tmp_path / "cropped_rootlets.nii.gz"
+    done = run(paths["image"], "-o", out, "--model", "demo", "--cord", paths["cord"], "--roi-margin-mm", "8",
+               "--backend", "torch", "--progress", "none")
+    assert done.returncode == 0, done.stderr
+    sidecar = json.loads(out.with_name("cropped_rootlets.json").read_text())
+    box = cord_box(phantom.image, phantom.cord, 8.0)
+    assert sidecar["roi"] == {"cropped": True, **box.record(), "cord": str(paths["cord"])}
+    assert sidecar["settings"]["backend"] == "torch" and sidecar["settings"]["openvino"] is None
+    labels = sitk.ReadImage(str(out))
+    assert grid(labels) == grid(sitk.ReadImage(str(paths["image"])))
+    array = sitk.GetArrayFromImage(labels)
+    inside = np.zeros(array.shape, dtype=bool)
+    inside[tuple(slice(s, s + n) for s, n in zip(reversed(box.start), reversed(box.size)))] = True
+    assert array[inside].any() and not array[~inside].any()
+
+    whole = tmp_path / "whole_rootlets.nii.gz"
+    done = run(paths["image"], "-o", whole, "--model", "demo", "--cord", paths["cord"], "--no-crop",
+               "--progress", "none")
+    assert done.returncode == 0, done.stderr
+    sidecar = json.loads(whole.with_name("whole_rootlets.json").read_text())
+    assert sidecar["roi"]["cropped"] is False and sidecar["roi"]["reason"] == "cropping turned off"
+    assert sidecar["settings"]["backend"] == "openvino"
+
+
+def test_roi_and_backend_errors_are_one_sentence_before_any_work(tmp_path, model_dir):
+    source = tmp_path / "t2.nii.gz"
+    sitk.WriteImage(volume(), str(source))
+    bad_margin = run(source, "--model", model_dir, "--roi-margin-mm", "-3")
+    assert bad_margin.returncode == 1 and "ROI margin" in bad_margin.stderr and "Traceback" not in bad_margin.stderr
+    assert len(bad_margin.stderr.strip().splitlines()) == 1
+    unknown = run(source, "--model", model_dir, "--backend", "onnx")
+    assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t2.nii.gz"]
+
+
+def test_cli_default_margin_is_the_roi_default():
+    from RootletSegLogic.cli import segment as cli_segment
+    from RootletSegLogic.segmentation import backends, roi
+
+    assert cli_segment.DEFAULT_ROI_MARGIN_MM == roi.DEFAULT_ROI_MARGIN_MM
+    assert cli_segment.BACKENDS == backends.BACKENDS
