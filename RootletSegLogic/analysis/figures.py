@@ -192,7 +192,7 @@ def bland_altman_plot(stats, title: Optional[str] = None):
                 ax.annotate(f"{name} {value:.2f}", xy=(1.0, value), xycoords=("axes fraction", "data"),
                             xytext=(-3, 2), textcoords="offset points", ha="right", va="bottom", fontsize=8)
             rho = overall["spearman_rho"]
-            text = f"n = {overall['n']}" + ("" if rho != rho else f", Spearman ρ = {rho:.2f}")
+            text = f"n = {overall['n']}" + ("" if rho != rho else f", Spearman ρ (spinal vs vertebral midpoints) = {rho:.2f}")
             ax.text(0.02, 0.98, text, transform=ax.transAxes, ha="left", va="top", fontsize=8)
         ax.axhline(0.0, color="0.6", linewidth=0.8, linestyle=":")
         ax.set_xlabel(f"mean of vertebral and spinal midpoints ({unit})")

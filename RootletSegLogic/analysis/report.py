@@ -18,7 +18,8 @@ table{border-collapse:collapse;width:100%}
 th,td{border-bottom:1px solid #ccc;padding:6px;vertical-align:top;text-align:left}
 td img{max-height:340px;max-width:420px}
 .status-done{color:#1a7f37}.status-skipped{color:#555}.status-failed{color:#b42318;font-weight:bold}
-.status-not-run{color:#9a6700}
+.status-not-run{color:#9a6700}.status div{font-weight:normal;color:#222}
+.group-figures img{max-height:360px;margin-right:1em}
 .flag{display:inline-block;background:#fff3cd;border:1px solid #e0b000;border-radius:3px;padding:1px 4px;margin:1px;
 font-size:85%}
 .controls{margin:0.5em 0 1em 0;display:flex;gap:1em;flex-wrap:wrap}
@@ -80,6 +81,8 @@ def qc_report_html(entries: List[dict], title: str = "RootletSeg QC report",
     codes = sorted({f["code"] for e in entries for f in e.get("flags") or []})
     flag_options = "".join(f'<option value="{_e(c)}">{_e(c)}</option>' for c in codes)
     links = "".join(f'<li><a href="{_e(path)}">{_e(name)}</a></li>' for name, path in sorted((group_links or {}).items()))
+    group_figures = "".join(f'<a href="{_e(path)}"><img src="{_e(path)}" alt="{_e(name)}"></a>'
+                            for name, path in sorted((group_links or {}).items()) if path.endswith(".png"))
     summary = "".join(f'<span class="count-{s}">{s}: {n}</span>' for s, n in counts.items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>{_STYLE}</style></head>
@@ -90,6 +93,7 @@ def qc_report_html(entries: List[dict], title: str = "RootletSeg QC report",
 <p>Spinal levels from rootlets as in Krejci et al., Scientific Reports 2026 (doi 10.1038/s41598-026-49164-0).
 Flags mark what needs a look; they are heuristics, not verdicts.</p>
 {f'<h2>Group Bland–Altman</h2><ul class="group-links">{links}</ul>' if links else ''}
+{f'<div class="group-figures">{group_figures}</div>' if group_figures else ''}
 <div class="controls">
 <label>Subject or image <input id="filter-text" type="search" oninput="applyFilters()"></label>
 <label>Status <select id="filter-status" onchange="applyFilters()"><option value="all">all</option>

@@ -75,7 +75,7 @@ def dask_client(engine: Engine) -> Iterator[object]:
             client = Client(cluster)
         else:
             cluster = LocalCluster(n_workers=engine.jobs, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address=None, silence_logs=logging.CRITICAL)
             client = Client(cluster)
         try:
             yield client
