@@ -194,7 +194,7 @@ def test_bad_inputs_are_one_sentence(tmp_path):
 
 def test_sigterm_stops_cleanly_and_a_rerun_goes_on(tmp_path):
     root, out, home = tmp_path / "bids", tmp_path / "out", tmp_path / "home"
-    write_phantom_bids(root, subjects=5)
+    write_phantom_bids(root, subjects=4)
     env = dict(os.environ, ROOTLETSEG_HOME=str(home))
     process = subprocess.Popen([sys.executable, "-m", "RootletSegLogic", "batch", str(root), "-o", str(out),
                                 "--model", "demo", "--jobs", "1", "--progress", "none"],
@@ -208,7 +208,7 @@ def test_sigterm_stops_cleanly_and_a_rerun_goes_on(tmp_path):
     assert "run the same command again" in stderr and "Traceback" not in stderr
     status = read_status(out)
     done = [s for s, row in status.items() if row["status"] == "done"]
-    assert 1 <= len(done) < 5 and all(row["status"] in ("done", "not-run") for row in status.values())
+    assert 1 <= len(done) < 4 and all(row["status"] in ("done", "not-run") for row in status.values())
     for subject in status:  # every subject has its whole set, or nothing
         files = list((out / subject / "anat").glob("*")) if (out / subject).exists() else []
         assert len(files) in (0, 12), (subject, files)  # 7 outputs, 4 figures, the record

@@ -58,6 +58,7 @@ def dask_cluster(tmp_path):
                 process.kill()
 
 
+@pytest.mark.slow  # about 40 s: a scheduler, two workers, four images
 def test_existing_scheduler_and_a_killed_worker(tmp_path, dask_cluster):
     address, workers = dask_cluster
     root, out = tmp_path / "bids", tmp_path / "out"
