@@ -1,9 +1,11 @@
 """How good found landmarks are against a phantom's truth: cord Dice and disc position errors (mm).
 
 Used by scripts/train_demo_spine.py (its printed scores) and by the tests on held-out phantom seeds.
-Disc errors: `S` = |found S - true S| (RAS mm, voxel centres); `3d` = distance from the found disc point to the
-true disc's place on the true cord centerline (the centre of the true cord mask in the true disc's axial slice),
-i.e. where a perfect detector following this project's convention (discs on the cord centerline) would put it.
+Disc errors against the phantom's analytic truth (`truth["analytic"]["disc_S_mm"]`, the disc's mid-plane, not
+its voxel-rounded label): `S` = |found S - true S| (RAS mm); `3d` = distance from the found disc point to the true
+disc's place on the true cord centerline, sqrt(S error^2 + in-plane distance to the centre of the true cord mask in
+the found point's axial slice), i.e. to where a perfect detector following this project's convention (discs on the
+cord centerline) would put it.
 """
 
 from __future__ import annotations
@@ -40,17 +42,16 @@ def score_landmarks(found, phantom) -> dict:
     names_right: every true disc was found under its own SCT value (value = name) and no other value was made.
     """
     cord_dice = dice(sitk.GetArrayViewFromImage(found.cord), sitk.GetArrayViewFromImage(phantom.cord))
-    truth = {int(v): np.array(d["position_ras"]) for v, d in phantom.truth["discs"].items()}
+    analytic = phantom.truth["analytic"]["disc_S_mm"]
+    truth = {int(v): float(analytic[d["name"]]) for v, d in phantom.truth["discs"].items()}
     points = {p.value: np.array(p.position_ras) for p in found.disc_points}
     per_disc = {}
-    for value, true_point in truth.items():
+    for value, true_s in truth.items():
         if value not in points:
             continue
-        on_centerline = cord_center_ras(phantom.cord, float(true_point[2]))
-        per_disc[value] = {
-            "S_mm": float(abs(points[value][2] - true_point[2])),
-            "3d_mm": float(np.linalg.norm(points[value] - on_centerline)),
-        }
+        error_s = float(points[value][2] - true_s)
+        in_plane = points[value][:2] - cord_center_ras(phantom.cord, float(points[value][2]))[:2]
+        per_disc[value] = {"S_mm": abs(error_s), "3d_mm": float(np.sqrt(error_s ** 2 + in_plane @ in_plane))}
     errors_s = [d["S_mm"] for d in per_disc.values()] or [float("inf")]
     errors_3d = [d["3d_mm"] for d in per_disc.values()] or [float("inf")]
     return {

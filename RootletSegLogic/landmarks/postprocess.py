@@ -6,13 +6,15 @@ its package imports torch, torchio and kornia at import time and works folder to
 
 1. Cord: the largest connected component of the cord value (9). TotalSpineSeg also keeps the largest cord
    component; its soft cord (a probability) thresholded at 0.5 is the argmax label we start from.
-2. Discs: connected components of the disc values (1..5); specks under `MIN_DISC_VOLUME_MM3` are dropped. A
+2. Discs: connected components of the disc values (1..5); fragments under `MIN_DISC_VOLUME_MM3` or under
+   `MIN_DISC_FRACTION_OF_MEDIAN` of the median component's volume are dropped (a warning says how many). A
    component is a landmark disc (C2/C3, C7/T1, T12/L1, L5/S1) when its landmark voxels are the majority. Discs are
    ordered from superior to inferior and named by counting from the nearest landmark (TotalSpineSeg's iterative
    labelling also starts from these landmarks; priority C2/C3, L5/S1, C7/T1, T12/L1 as its defaults).
-3. Position: like TotalSpineSeg's `step1_levels` (the disc voxel nearest to the canal centerline, i.e. its
-   posterior tip), but the point is then put on the cord centerline -- the centerline point nearest to the tip,
-   rounded to a voxel -- because that is where the level method projects discs anyway.
+3. Position: like TotalSpineSeg's `step1_levels`, the disc's posterior tip (here the mean, over the disc's axial
+   slices, of each slice's voxel nearest to the centerline: the posterior rim over the disc's whole height), then put on
+   the cord centerline -- the centerline point nearest to the tip, one voxel -- because that is where the level
+   method projects discs anyway. When two discs claim one landmark, the one with more landmark voxels keeps it.
 4. C1/C2 when no disc lies above C2/C3 (real anatomy has none; the phantom draws one): with the C1 vertebra
    visible (>= `MIN_C1_VOLUME_MM3`), the midpoint between the top of the vertebra under C1 (the dens of C2) and the
    C2/C3 disc, as TotalSpineSeg's extract_levels does, put on the centerline. Label 1 (top of C1) is not made.
@@ -38,9 +40,10 @@ from RootletSegLogic.levels.types import DISC_NAMES, DiscPoint
 
 WORK_ORIENTATION = "RAS"  # "to" letters: NumPy (z, y, x) = (S, A, R) increasing
 MIN_DISC_VOLUME_MM3 = 15.0
+CENTERLINE_SMOOTHING_MM = 5.0
+MIN_DISC_FRACTION_OF_MEDIAN = 0.2  # a disc is at least this fraction of the median disc component's volume
 MIN_C1_VOLUME_MM3 = 500.0  # TotalSpineSeg's "C1 visible enough" heuristic: 500 voxels of its 1 mm grid
 LANDMARK_PRIORITY = (scheme.DISC_C2_C3, scheme.DISC_L5_S, scheme.DISC_C7_T1, scheme.DISC_T12_L1)
-TIP_FRACTION = 0.1  # the disc's posterior tip: this fraction of its voxels nearest to the centerline
 
 
 @dataclass
@@ -74,11 +77,15 @@ class Landmarks:
 # ------------------------------------------------------------------------------------------------- centerline
 class Centerline:
     """Per axial slice (RAS k), the centre of the cord (else of the canal) in mm of the RAS-oriented grid's index
-    space scaled by spacing: points_mm[n] = (x_mm, y_mm, z_mm) of slice slices[n]; voxels[n] = its (k, j, i)."""
+    space scaled by spacing: points_mm[n] = (x_mm, y_mm, z_mm) of slice slices[n]; voxels[n] = its (k, j, i).
+
+    The centres are smoothed along S (Gaussian, sigma `CENTERLINE_SMOOTHING_MM`), as SCT and TotalSpineSeg smooth
+    theirs: a disc's posterior tip lies 5-10 mm from the centerline, where the slice-to-slice jitter of voxelised
+    centres would tilt the perpendicular projection by a millimetre or more."""
 
     def __init__(self, cord_zyx: np.ndarray, canal_zyx: np.ndarray, spacing_xyz):
         self.spacing = np.asarray(spacing_xyz, dtype=float)
-        slices, points, voxels = [], [], []
+        slices, points = [], []
         for k in range(cord_zyx.shape[0]):
             mask = cord_zyx[k] if cord_zyx[k].any() else canal_zyx[k]
             if not mask.any():
@@ -87,13 +94,16 @@ class Centerline:
             ci, cj = float(i.mean()), float(j.mean())
             slices.append(k)
             points.append((ci * self.spacing[0], cj * self.spacing[1], k * self.spacing[2]))
-            voxels.append((k, int(round(cj)), int(round(ci))))
         if not slices:
             raise UserError("The landmark model found no spinal cord or canal: check that the image shows the "
                             "cervical spine, or give the cord and discs yourself.")
         self.slices = np.array(slices)
         self.points_mm = np.array(points)
-        self.voxels = np.array(voxels)
+        sigma = CENTERLINE_SMOOTHING_MM / self.spacing[2]
+        for axis in (0, 1):
+            self.points_mm[:, axis] = ndimage.gaussian_filter1d(self.points_mm[:, axis], sigma, mode="nearest")
+        self.voxels = np.array([(k, int(round(y / self.spacing[1])), int(round(x / self.spacing[0])))
+                                for x, y, k in zip(self.points_mm[:, 0], self.points_mm[:, 1], self.slices)])
 
     def nearest(self, point_mm: np.ndarray) -> int:
         """Index (into points_mm) of the centerline point nearest to `point_mm`."""
@@ -114,6 +124,7 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 class _DiscComponent:
     voxels: np.ndarray  # (n, 3) k, j, i
     landmark: Optional[int]  # step-1 landmark value or None
+    landmark_voxels: int  # voxels of that landmark value
     tip_mm: np.ndarray  # posterior tip, mm
     centerline_index: int
 
@@ -122,26 +133,32 @@ def _disc_components(spine: np.ndarray, centerline: Centerline, warnings: List[s
     spacing = centerline.spacing
     voxel_mm3 = float(np.prod(spacing))
     labelled, count = ndimage.label(np.isin(spine, scheme.DISC_VALUES_STEP1))
+    sizes = np.bincount(labelled.ravel(), minlength=count + 1)[1:]
+    big = sizes[sizes * voxel_mm3 >= MIN_DISC_VOLUME_MM3]
+    typical = float(np.median(big)) if big.size else 0.0
+    min_voxels = max(MIN_DISC_VOLUME_MM3 / voxel_mm3, MIN_DISC_FRACTION_OF_MEDIAN * typical)
     components, specks = [], 0
     for index, region in enumerate(ndimage.find_objects(labelled), start=1):
         if region is None:
             continue
-        local = labelled[region] == index
-        voxels = np.argwhere(local) + np.array([s.start for s in region])
-        if len(voxels) * voxel_mm3 < MIN_DISC_VOLUME_MM3:
+        if sizes[index - 1] < min_voxels:
             specks += 1
             continue
+        local = labelled[region] == index
+        voxels = np.argwhere(local) + np.array([s.start for s in region])
         values = spine[tuple(voxels.T)]
         landmark_counts = {v: int(np.count_nonzero(values == v)) for v in LANDMARK_PRIORITY}
         best = max(landmark_counts, key=landmark_counts.get)
         landmark = best if landmark_counts[best] * 2 > len(voxels) else None
         mm = voxels[:, ::-1] * spacing  # (i, j, k) * spacing = (x, y, z) mm
         distances = np.min(np.linalg.norm(mm[:, None, :] - centerline.points_mm[None, :, :], axis=2), axis=1)
-        nearest = np.argsort(distances)[: max(1, int(round(TIP_FRACTION * len(voxels))))]
-        tip = mm[nearest].mean(axis=0)
-        components.append(_DiscComponent(voxels, landmark, tip, centerline.nearest(tip)))
+        # the posterior rim over the disc's whole height: in each axial slice, the voxel nearest to the centerline
+        rim = [np.flatnonzero(voxels[:, 0] == k)[np.argmin(distances[voxels[:, 0] == k])]
+               for k in np.unique(voxels[:, 0])]
+        tip = mm[rim].mean(axis=0)
+        components.append(_DiscComponent(voxels, landmark, landmark_counts[best], tip, centerline.nearest(tip)))
     if specks:
-        warnings.append(f"{specks} disc fragment(s) under {MIN_DISC_VOLUME_MM3:.0f} mm3 were ignored.")
+        warnings.append(f"{specks} disc fragment(s) under {min_voxels * voxel_mm3:.0f} mm3 were ignored.")
     components.sort(key=lambda c: -c.tip_mm[2])  # superior first
     return components
 
@@ -152,7 +169,7 @@ def _name_discs(components: List[_DiscComponent], warnings: List[str]) -> Dict[i
     for value in LANDMARK_PRIORITY:
         claimed = [n for n, c in enumerate(components) if c.landmark == value]
         if claimed:
-            largest = max(claimed, key=lambda n: len(components[n].voxels))
+            largest = max(claimed, key=lambda n: components[n].landmark_voxels)
             anchors[largest] = scheme.LANDMARK_SCT_LABEL[value]
     if not anchors:
         raise UserError("The landmark model found no landmark disc (C2/C3, C7/T1, T12/L1 or L5/S1), so the discs "
