@@ -10,6 +10,10 @@ files alike.
     sub-01_T2w_pairings.tsv       vertebral/spinal pairings
     sub-01_T2w_levels.nii.gz      spinal level label image (only with a cord mask)
     level_chart.png/.svg, qc_sagittal.png/.svg   the demo's figures
+    sub-01_T2w_cord.nii.gz        cord mask found by `landmarks` / `run`     (landmark_paths)
+    sub-01_T2w_discs.nii.gz       SCT disc labels found by them
+    sub-01_T2w_landmarks.json     their sidecar
+    sub-01_T2w_level_chart.png/.svg, sub-01_T2w_qc_sagittal.png/.svg   the figures of `run` (run_figure_bases)
 
 Only names are made here: nothing is read or written.
 """
@@ -35,6 +39,7 @@ LEVEL_SUFFIXES = {  # LevelOutputs field -> suffix after the stem
     "pairings": "_pairings.tsv",
     "label_image": "_levels.nii.gz",
 }
+LANDMARK_SUFFIXES = {"cord": "_cord.nii.gz", "discs": "_discs.nii.gz", "sidecar": "_landmarks.json"}
 DEMO_IMAGE_STEM = "image"  # the phantom's image is `image.nii.gz` (synthetic.phantom.write_phantom)
 DEMO_FIGURES = ("level_chart", "qc_sagittal")
 FIGURE_EXTENSIONS = (".png", ".svg")
@@ -112,3 +117,22 @@ def segment_outputs(input_path: PathLike, output: Optional[PathLike]) -> Tuple[P
     """(label map, sidecar) of one `segment` run: `output` or the default beside the input, and its sidecar."""
     labels = Path(output) if output is not None else segmentation_path(input_path)
     return labels, sidecar_path(labels)
+
+
+def landmark_paths(input_path: PathLike, prefix: Optional[PathLike] = None) -> Dict[str, Path]:
+    """{"cord", "discs", "sidecar"}: `<prefix>_cord.nii.gz`, `<prefix>_discs.nii.gz`, `<prefix>_landmarks.json`.
+
+    `prefix` None: the input's folder and stem (`sub-01_T2w_0000.nii.gz` -> `sub-01_T2w_cord.nii.gz`); an existing
+    folder (or a name ending with a separator): that folder and the input's stem; else a path prefix."""
+    if prefix is None:
+        base = Path(input_path).parent / image_stem(input_path)
+    elif Path(prefix).is_dir() or str(prefix).endswith(("/", os.sep)):
+        base = Path(prefix) / image_stem(input_path)
+    else:
+        base = Path(prefix)
+    return {name: base.parent / f"{base.name}{suffix}" for name, suffix in LANDMARK_SUFFIXES.items()}
+
+
+def run_figure_bases(out_dir: PathLike, stem: str) -> Dict[str, Path]:
+    """{figure name: path without extension} of `run`'s figures: `<stem>_level_chart`, `<stem>_qc_sagittal`."""
+    return {name: Path(out_dir) / f"{stem}_{name}" for name in DEMO_FIGURES}

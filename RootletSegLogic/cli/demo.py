@@ -1,7 +1,7 @@
-"""`rootletseg demo`: the whole pipeline, offline, on a synthetic phantom with the embedded demo model.
+"""`rootletseg demo`: `rootletseg run`, offline, on a synthetic phantom with the embedded demo models.
 
-Arguments only: the work is `RootletSegLogic.synthetic.demo.run_demo` (phantom, `segment --cord --discs --pmj`'s
-workflow, figures). Prints where everything went.
+Arguments only: the work is `RootletSegLogic.synthetic.demo.run_demo` (phantom, then `run`'s workflow: cord and
+discs by demo-spine, rootlets by demo, levels, figures). Prints where everything went.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from RootletSegLogic.cli.main import add_progress_option
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run RootletSeg offline on a synthetic phantom with the embedded demo model",
-        description="Write a synthetic spine phantom into --out, segment its rootlets with the embedded demo model "
-        "(the same code path as real models) and print where everything went. Runs offline in about a minute.",
+        help="run RootletSeg offline on a synthetic phantom with the embedded demo models",
+        description="Write a synthetic spine phantom into --out and run the whole pipeline on it, as `rootletseg "
+        "run` does: cord and discs found by the embedded demo-spine model, rootlets by the demo model, levels, tables "
+        "and figures (the PMJ is the phantom's, as a user would place it). Prints where everything went. Offline.",
     )
     parser.add_argument("--out", default="rootletseg_demo", help="output folder (default: ./rootletseg_demo)")
     parser.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")

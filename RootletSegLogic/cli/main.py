@@ -23,7 +23,7 @@ from RootletSegLogic import __version__
 from RootletSegLogic.errors import Cancelled, UserError
 from RootletSegLogic.progress import PROGRESS_MODES, make_reporter
 
-SUBCOMMANDS = ("segment", "models", "phantom", "demo", "levels", "stats", "batch")
+SUBCOMMANDS = ("segment", "models", "phantom", "demo", "levels", "stats", "batch", "landmarks", "run")
 
 
 def add_progress_option(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "models",
         help="list, download, import and describe segmentation models",
-        description="Manage RootletSeg models: the registry (rootletseg, m5, demo) and the per-user model cache "
+        description="Manage RootletSeg models: the registry (rootlet models rootletseg, m5, demo; landmark models "
+        "totalspineseg, demo-spine for the cord and discs) and the per-user model cache "
         "($ROOTLETSEG_HOME, else the user's cache folder).",
     )
     actions = parser.add_subparsers(dest="models_command", metavar="ACTION")
@@ -62,28 +63,36 @@ def _table(rows, headers) -> str:
 
 def _print_list(as_json: bool) -> None:
     from RootletSegLogic.segmentation.cache import list_models
-    from RootletSegLogic.segmentation.registry import models_root
+    from RootletSegLogic.segmentation.registry import lookup, models_root
 
     entries = list_models()
+    for entry in entries:  # rootlet models segment rootlets; landmark models find the cord and discs
+        spec = lookup(entry["name"])
+        entry["kind"] = spec.kind if spec is not None else "rootlets"
     if as_json:
         print(json.dumps(entries, indent=2))
         return
     rows = []
     for entry in entries:
         name = entry["name"] + (f" ({', '.join(entry['aliases'])})" if entry["aliases"] else "")
-        rows.append((name, entry["release"] or "-", entry["labels"] or "-", entry["state"], entry["url"] or "-"))
-    print(_table(rows, ("NAME", "RELEASE", "LABELS", "INSTALLED", "URL")))
+        rows.append((name, entry["kind"], entry["release"] or "-", entry["labels"] or "-", entry["state"],
+                     entry["url"] or "-"))
+    print(_table(rows, ("NAME", "KIND", "RELEASE", "LABELS", "INSTALLED", "URL")))
     print(f"\ncache: {models_root()}")
 
 
 def _print_info(name: str, as_json: bool) -> None:
     from RootletSegLogic.segmentation.cache import model_info
 
+    from RootletSegLogic.segmentation.registry import lookup
+
     info = model_info(name)
+    spec = lookup(str(info.get("name") or name))
+    info["kind"] = spec.kind if spec is not None else "rootlets"
     if as_json:
         print(json.dumps(info, indent=2, default=str))
         return
-    order = ("name", "aliases", "title", "release", "source", "trusted", "state", "path", "url", "published_sha256",
+    order = ("name", "aliases", "kind", "title", "release", "source", "trusted", "state", "path", "url", "published_sha256",
              "labels", "contrasts", "trainer", "folds", "weights_sha256", "description", "problem")
     for key in order:
         if key not in info:

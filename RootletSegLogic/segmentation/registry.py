@@ -34,10 +34,11 @@ class ModelSpec:
     url: Optional[str]  # None for the embedded demo model
     sha256: Optional[str]
     size_bytes: Optional[int]
-    labels: Dict[int, str]  # output label value -> spinal level name
+    labels: Dict[int, str]  # output label value -> spinal level name (landmark models: class name)
     contrasts: Tuple[str, ...]
     description: str
-    embedded_path: Optional[Path] = None  # set for the demo model only
+    embedded_path: Optional[Path] = None  # set for the embedded demo models only
+    kind: str = "rootlets"  # "rootlets" (label = spinal level) or "landmarks" (TotalSpineSeg step-1 scheme)
 
     @property
     def embedded(self) -> bool:
@@ -51,6 +52,11 @@ class ModelSpec:
 
 
 EMBEDDED_DEMO_PATH = Path(__file__).resolve().parent.parent / "synthetic" / "models" / "demo"
+EMBEDDED_DEMO_SPINE_PATH = EMBEDDED_DEMO_PATH.parent / "demo-spine"
+KINDS = ("rootlets", "landmarks")
+# TotalSpineSeg's step-1 classes (landmarks/scheme.py; its dataset_step1.json), value -> name
+STEP1_CLASS_NAMES = {1: "disc", 2: "disc C2/C3", 3: "disc C7/T1", 4: "disc T12/L1", 5: "disc L5/S1",
+                     6: "vertebra", 7: "vertebra C1", 8: "canal", 9: "cord"}
 
 REGISTRY: Dict[str, ModelSpec] = {
     spec.name: spec
@@ -96,8 +102,46 @@ REGISTRY: Dict[str, ModelSpec] = {
             "and tests; not meant for real MRI.",
             embedded_path=EMBEDDED_DEMO_PATH,
         ),
+        ModelSpec(
+            name="totalspineseg",
+            aliases=("tss", "totalspineseg-step1", "r20260730"),
+            title="TotalSpineSeg step 1 (cord, canal, discs, vertebrae)",
+            release="r20260730",
+            # the URL the `totalspineseg` PyPI package's metadata gives for Dataset101_TotalSpineSeg_step1
+            url="https://github.com/neuropoly/totalspineseg/releases/download/r20260730/"
+            "Dataset101_TotalSpineSeg_step1_r20260730.zip",
+            sha256=None,
+            size_bytes=None,
+            labels=dict(STEP1_CLASS_NAMES),
+            contrasts=("T2w", "T1w", "and other MRI contrasts"),
+            description="TotalSpineSeg's step-1 nnU-Net v2 model (neuropoly/totalspineseg, LGPL-3; SCT 7's "
+            "'sct_deepseg spine'): spinal cord, canal, discs and vertebrae; RootletSeg turns it into a cord mask "
+            "and SCT disc labels (`rootletseg landmarks`). No checksum is published.",
+            kind="landmarks",
+        ),
+        ModelSpec(
+            name="demo-spine",
+            aliases=(),
+            title="Demo spine model (synthetic phantoms: cord, canal, discs, vertebrae)",
+            release="embedded",
+            url=None,
+            sha256=None,
+            size_bytes=None,
+            labels={v: n for v, n in STEP1_CLASS_NAMES.items() if v not in (4, 5)},
+            contrasts=("synthetic phantom",),
+            description="Small nnU-Net v2 model trained on synthetic phantoms with TotalSpineSeg's step-1 label "
+            "values, shipped with RootletSeg for the demo and tests; not meant for real MRI.",
+            embedded_path=EMBEDDED_DEMO_SPINE_PATH,
+            kind="landmarks",
+        ),
     )
 }
+DEFAULT_LANDMARK_MODEL = "totalspineseg"
+
+
+def names_of_kind(kind: str) -> List[str]:
+    """Registry names of one kind ("rootlets" or "landmarks")."""
+    return [name for name, spec in REGISTRY.items() if spec.kind == kind]
 
 
 # --------------------------------------------------------------------------------------------------------- cache

@@ -1,4 +1,5 @@
-"""`rootletseg demo` and `segment --cord/--discs/--pmj` in real processes: phantom + embedded demo model, offline.
+"""`rootletseg demo` (= `run` on a phantom with demo-spine and demo) and `segment --cord/--discs/--pmj` in real
+processes: phantom + embedded demo models, offline.
 
 The demo model is part of the repository (RootletSegLogic/synthetic/models/demo), so these tests never skip.
 """
@@ -56,6 +57,12 @@ def test_demo_writes_phantom_and_segmentation(tmp_path):
     # one provenance shape: the levels carry the sidecar's model record, not a bare name
     planning = json.loads(Path(outputs["levels_planning_json"]).read_text())
     assert planning["provenance"]["model"] == sidecar["model"]
+    # the demo is `run`: the cord and discs were found by demo-spine, not taken from the phantom's truth
+    landmarks = json.loads(Path(outputs["landmarks_sidecar"]).read_text())
+    assert landmarks["model"]["name"] == "demo-spine" and landmarks["model"]["source"] == "embedded"
+    assert planning["provenance"]["inputs"]["cord"]["path"] == outputs["landmarks_cord"]
+    assert planning["provenance"]["inputs"]["discs"]["path"] == outputs["landmarks_discs"]
+    assert planning["provenance"]["landmarks"]["model"] == landmarks["model"]
 
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     again = run_demo("--out", out)

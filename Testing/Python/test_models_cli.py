@@ -205,11 +205,14 @@ def test_import_zip_and_folder_then_list(kit, home):
     table = cli(home, "list")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "RELEASE", "LABELS", "INSTALLED", "URL"]
+    assert lines[0].split() == ["NAME", "KIND", "RELEASE", "LABELS", "INSTALLED", "URL"]
     rows = {line.split()[0]: line for line in lines[1:] if line.strip() and not line.startswith("cache:")}
     assert "(multicon, r20250318)" in rows["rootletseg"] and "2..9 (C2-T1)" in rows["rootletseg"]
     assert "model-spinal-rootlets-multicon-r20250318.zip" in rows["rootletseg"] and " no " in rows["rootletseg"]
     assert "2..8 (C2-C8)" in rows["m5"]
+    # landmark models (cord and discs): the official TotalSpineSeg step 1 and the embedded demo-spine
+    assert " landmarks " in rows["totalspineseg"] and "Dataset101_TotalSpineSeg_step1_r20260730.zip" in rows["totalspineseg"]
+    assert " landmarks " in rows["demo-spine"] and " rootlets " in rows["demo"]
     column = lines[0].index("INSTALLED")
     demo_state = rows["demo"][column:].split()[0]
     assert demo_state == ("embedded" if (REPO_ROOT / "RootletSegLogic" / "synthetic" / "models" / "demo").is_dir() else "missing")
@@ -218,7 +221,10 @@ def test_import_zip_and_folder_then_list(kit, home):
     assert f"cache: {home / 'models'}" in table.stdout
 
     listed = json.loads(cli(home, "list", "--json").stdout)
-    assert {row["name"] for row in listed} == {"rootletseg", "m5", "demo", "mine", "model-spinal-rootlets-test"}
+    assert {row["name"] for row in listed} == {"rootletseg", "m5", "demo", "mine", "model-spinal-rootlets-test",
+                                               "totalspineseg", "demo-spine"}
+    assert {row["name"]: row["kind"] for row in listed if row["kind"] == "landmarks"} == {
+        "totalspineseg": "landmarks", "demo-spine": "landmarks"}
     info = cli(home, "info", "mine", "--json")
     assert info.returncode == 0 and json.loads(info.stdout)["folds"] == ["0", "1", "2"]
 
