@@ -21,8 +21,12 @@ def register(subparsers) -> None:
         description=(
             "Compare spinal and vertebral level midpoints over subjects, as the RootletSeg paper does: difference = "
             "vertebral - spinal midpoint (mm below the PMJ), bias = median, limits of agreement = 2.5th/97.5th "
-            "percentiles, Spearman correlation, for the 'not shifted' and 'shifted' pairings. The subject id of a "
-            "table is its participant_id column, else the sub-<label> at the start of its file name, else its name."
+            "percentiles, Spearman correlation between spinal and vertebral midpoints and the linear fit, for the "
+            "'not shifted' and 'shifted' pairings (Krejci et al., Scientific Reports 2026, doi "
+            "10.1038/s41598-026-49164-0). Not in the paper, and labelled so: the Spearman of differences vs means, "
+            "and the vertebral C1 / spinal C2 pair (pairing 'shifted_extra', kept out of the 'all' rows). The subject "
+            "id of a table is its participant_id column, else the sub-<label> at the start of its file name, else "
+            "its name."
         ),
     )
     parser.add_argument("tables", nargs="+", metavar="TABLE.tsv", help="level tables, one per subject")
