@@ -1,7 +1,5 @@
 """RootletSeg: 3D Slicer module segmenting spinal nerve rootlets (nnU-Net v2) and comparing spinal with vertebral levels.
-
-Widget wiring only (.ui, signals, parameter node, timers, dialogs, status text); everything else is the Qt-free
-`RootletSegLogic.slicer.panel_session.PanelSession`, tested on slicer-core scenes (docs/slicer_module.md).
+Widget wiring only; the rest is the Qt-free `RootletSegLogic.slicer.panel_session.PanelSession` (docs/slicer_module.md).
 """
 
 import logging
@@ -83,6 +81,8 @@ class RootletSegParameterNode:
     levelMethod: LevelMethod = LevelMethod.paper
     autoUpdateLevels: bool = True
     levelTable: vtkMRMLTableNode
+    detectLandmarks: bool = False  # Apply finds the cord and discs first
+    landmarkModel: str = "totalspineseg"
 
 
 class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -107,11 +107,15 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.app.applicationLogic().GetInteractionNode(),
-                         slicer.vtkMRMLInteractionNode.InteractionModeChangedEvent, self._onInteractionMode)
+                         slicer.vtkMRMLInteractionNode.InteractionModeChangedEvent, lambda caller, event:
+                         self.session.placement_ended(caller.GetCurrentInteractionMode() == caller.Place))
         for widget, signal, slot in (
             (self.ui.applyButton, "clicked(bool)", self.onApplyButton),
+            (self.ui.detectLandmarksButton, "clicked(bool)", lambda: self._startJob(
+                self.session.start_detection, _("Failed to start the cord and disc detection."))),
             (self.ui.modelPathLineEdit, "currentPathChanged(QString)", self.session.model_path_from_widget),
-            (self.ui.modelFolderButton, "clicked(bool)", self.onModelFolder),
+            (self.ui.modelFolderButton, "clicked(bool)", lambda: self.session.model_path_from_widget(
+                self._choose("folder", _("Model folder"), "LastModelFolder") or self._parameterNode.modelPath)),
             (self.ui.cordSegmentSelector, "currentSegmentChanged(QString)", self.onCordSegmentChanged),
             (self.ui.cordSegmentSelector, "currentNodeChanged(vtkMRMLNode*)", self.onCordSegmentChanged),
             (self.ui.loadCordButton, "clicked(bool)", lambda: self._openAndLoad(
@@ -194,11 +198,6 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.levelTableView.setMRMLTableNode(p.levelTable)
         self.session.observe_level_inputs(self._scheduleLevelUpdate, self._onPointPositionDefined)
 
-    def onModelFolder(self) -> None:
-        folder = self._choose("folder", _("Model folder"), "LastModelFolder")
-        if folder:
-            self._parameterNode.modelPath = folder
-
     def onCordSegmentChanged(self, *args) -> None:
         if self._parameterNode is not None:
             with slicer.util.NodeModify(self._parameterNode):
@@ -207,10 +206,6 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onPointPositionDefined(self, caller=None, event=None) -> None:
         self.session.point_placed(caller)
         self._scheduleLevelUpdate()
-
-    def _onInteractionMode(self, caller=None, event=None) -> None:
-        if caller.GetCurrentInteractionMode() != slicer.vtkMRMLInteractionNode.Place:
-            self.session.placement_ended()
 
     def _scheduleLevelUpdate(self, caller=None, event=None) -> None:
         if self._parameterNode is not None and self._parameterNode.autoUpdateLevels and not self.session.running:
@@ -232,11 +227,14 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.session.level_segments_edited() and not slicer.util.confirmOkCancelDisplay(
                 _("The level segments were edited. Segmenting again replaces those edits. Continue?")):
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
+        self._startJob(self.session.start_chosen, _("Failed to start the segmentation."))
+
+    def _startJob(self, start, failure) -> None:
+        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
             if not self.logic.ensureDependencies():
                 self.ui.statusLabel.text = _("Missing Python packages were not installed.")
                 return
-            self.session.start_chosen()
+            start()
             for key, value in self.session.remembered_choices().items():
                 qt.QSettings().setValue(SETTINGS + key, value)
             self.ui.logTextEdit.clear()
@@ -264,16 +262,18 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onFinished(self, event) -> None:
         self._pollTimer.stop()
-        self.ui.progressBar.setVisible(False)
         self.ui.statusLabel.text = _("Failed.")
         try:
             with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=True):
                 self.ui.statusLabel.text = self.session.finish(event)
-                if not event.get("cancelled"):
+                if self.session.running:  # the segmentation that follows a detection (Apply with detection)
+                    self._pollTimer.start()
+                elif not event.get("cancelled"):
                     self.session.show_3d(self.ui.show3DCheckBox.checked)
                     slicer.util.setSliceViewerLayers(background=self._parameterNode.inputVolume)
                     self.updateLevels()
         finally:
+            self.ui.progressBar.setVisible(self.session.running)
             self._appendLog()
             self._onParameterNodeModified()
 

@@ -38,7 +38,7 @@ EXPORT_BUTTONS = {"labelmap": "exportLabelmapButton", "segmentation": "exportSeg
                   "planning_json": "exportPlanningJsonButton", "markups": "exportMarkupsButton"}
 """Export kind -> its button in Resources/UI/RootletSeg.ui (Testing/Python/test_ui_file.py checks the names)."""
 RUN_LOCKED_WIDGETS = ("inputVolumeSelector", "modelComboBox", "deviceComboBox", "ttaCheckBox",
-                      "outputSegmentationSelector")
+                      "outputSegmentationSelector", "detectLandmarksCheckBox")
 """Widgets disabled while a segmentation runs."""
 REMEMBERED_CHOICES = ("Model", "ModelPath", "Device")
 """Settings keys (under "RootletSeg/") of the choices of the last Apply, restored on a fresh parameter node."""
@@ -122,6 +122,8 @@ class PanelSession:
         self.python = python
         self.grace_s = grace_s
         self.runner = None
+        self.job: Optional[str] = None  # "segment" or "landmarks" while a child runs
+        self.pending_segmentation: Optional[tuple] = None  # (model, device, tta) to start after a detection
         self.level_result = None
         self.chart_node = None
         self.pending_point_label: Optional[str] = None
@@ -185,6 +187,7 @@ class PanelSession:
         states["modelFolderButton"] = {"enabled": state.model_path_enabled}
         states["showChartButton"] = {"enabled": state.chart_enabled}
         states["exportAllButton"] = {"enabled": state.export_all_enabled}
+        states["detectLandmarksButton"] = {"enabled": not state.running and self.params.inputVolume is not None}
         return states
 
     def model_path_from_widget(self, path: str) -> bool:
@@ -278,13 +281,36 @@ class PanelSession:
         self.log_lines = []
         self.runner = panel.start_segmentation(self.params.inputVolume, model, device=device, tta=tta,
                                                python=self.python, grace_s=self.grace_s)
+        self.job = "segment"
+        return self.runner
+
+    def start_detection(self, model: Optional[str] = None, device: Optional[str] = None,
+                        then_segment: Optional[tuple] = None):
+        """Start "Detect cord and discs" (`rootletseg landmarks` in a child process, `slicer.landmark_job`) on the
+        input volume; `model` defaults to the parameter node's landmarkModel (else totalspineseg). `then_segment`:
+        (model, device, tta) of a segmentation started when the detection succeeds (Apply with detection)."""
+        from RootletSegLogic.slicer.landmark_job import DEFAULT_LANDMARK_MODEL, start_landmark_detection
+
+        p = self.params
+        if self.runner is not None:
+            raise UserError("A run is already going: wait for it or cancel it.")
+        if p.inputVolume is None:
+            raise UserError("No input volume is selected: select the volume in which to find the cord and discs.")
+        self.log_lines = []
+        model = model or getattr(p, "landmarkModel", "") or DEFAULT_LANDMARK_MODEL
+        self.runner = start_landmark_detection(p.inputVolume, model, device or panel.cli_device(p.device),
+                                               python=self.python, grace_s=self.grace_s)
+        self.job, self.pending_segmentation = "landmarks", then_segment
         return self.runner
 
     def start_chosen(self):
         """`start` with the parameter node's model, device and test-time augmentation (UserError for an unusable
-        local model)."""
+        local model); with detectLandmarks, the cord and discs are detected first and the segmentation follows."""
         p = self.params
-        return self.start(panel.model_argument(p.model, p.modelPath), panel.cli_device(p.device), bool(p.tta))
+        chosen = (panel.model_argument(p.model, p.modelPath), panel.cli_device(p.device), bool(p.tta))
+        if getattr(p, "detectLandmarks", False):
+            return self.start_detection(device=chosen[1], then_segment=chosen)
+        return self.start(*chosen)
 
     def cancel(self) -> None:
         """Start cancelling the run and return at once; `poll` reports the cancelled finish."""
@@ -327,13 +353,24 @@ class PanelSession:
         """Handle the child's "finished" event: load the result (on success) and return the status text. Raises
         UserError when the run failed (the message is the child's one sentence). The runner is closed either way."""
         runner, self.runner = self.runner, None
+        job, self.job = self.job, None
+        chained, self.pending_segmentation = self.pending_segmentation, None
         try:
             self.log_lines.extend(runner.take_stderr_lines())
             if event.get("cancelled"):
                 return "Cancelled; nothing was changed."
             if event.get("returncode") != 0:
                 self.clear_results()
-                raise UserError(runner.error or f"The segmentation failed (exit code {event.get('returncode')}).")
+                what = "cord and disc detection" if job == "landmarks" else "segmentation"
+                raise UserError(runner.error or f"The {what} failed (exit code {event.get('returncode')}).")
+            if job == "landmarks":
+                from RootletSegLogic.slicer.landmark_job import load_landmarks
+
+                status = load_landmarks(self.scene, self.params, runner)
+                if chained:
+                    self.start(*chained)
+                    return status + " Segmenting the rootlets..."
+                return status
             count = self.load_result(panel.segmentation_output(runner))
             return f"Done: {count} level segments."
         finally:
@@ -454,9 +491,11 @@ class PanelSession:
             return label
         return None
 
-    def placement_ended(self) -> None:
-        """Place mode left without a point (Escape, another tool): the pending label must not name a later point."""
-        self.pending_point_label = None
+    def placement_ended(self, placing: bool = False) -> None:
+        """Place mode left without a point (Escape, another tool): the pending label must not name a later point.
+        `placing`: the interaction mode is still Place (the panel passes it on every mode change): nothing to do."""
+        if not placing:
+            self.pending_point_label = None
 
     def load_cord_file(self, path):
         """A cord mask file (0/1 label map or .seg.nrrd) as a new segmentation, chosen as the cord for the levels."""
@@ -555,8 +594,9 @@ def level_observations(nodes, slicer_module) -> list:
 
 
 def demo_self_test(scene, params, python: Optional[str] = None, timeout_s: float = 900) -> str:
-    """The module's self-test: load the phantom, run the demo model on CPU through the panel's Apply path, load the
-    result and compute the levels. Returns the status and level summary; skipped without torch/nnunetv2."""
+    """The module's self-test: load the phantom, find its cord and discs with demo-spine and segment it with the demo
+    model on CPU through the panel's Apply-with-detection path, load the results and compute the levels. Returns
+    the status and level summary; skipped without torch/nnunetv2."""
     import unittest
 
     from RootletSegLogic.slicer.dependencies import missing_packages
@@ -566,11 +606,14 @@ def demo_self_test(scene, params, python: Optional[str] = None, timeout_s: float
         raise unittest.SkipTest(f"{', '.join(missing)} not installed: press Apply once in the module to install them.")
     params.inputVolume = panel.load_phantom(scene)
     run = PanelSession(scene, params, python=python)
-    try:
-        events = run.start("demo", "cpu").wait(timeout=timeout_s)
-    except TimeoutError:
-        run.runner.cancel()
-        run.scene_closing()
-        raise UserError(f"The demo segmentation did not finish within {timeout_s:g} s: see the log.") from None
-    finished = [event for event in events if event.get("type") == "finished"][-1]
-    return run.finish(finished) + "\n" + run.update_levels()
+    run.start_detection("demo-spine", "cpu", then_segment=("demo", "cpu", False))  # Apply with detection
+    statuses = []
+    while run.runner is not None:
+        try:
+            events = run.runner.wait(timeout=timeout_s)
+        except TimeoutError:
+            run.runner.cancel()
+            run.scene_closing()
+            raise UserError(f"The demo run did not finish within {timeout_s:g} s: see the log.") from None
+        statuses.append(run.finish([event for event in events if event.get("type") == "finished"][-1]))
+    return statuses[-1] + "\n" + run.update_levels()

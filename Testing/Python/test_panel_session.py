@@ -505,3 +505,46 @@ def test_the_modules_self_test_runs_the_demo_model_through_the_apply_path(core):
     summary = demo_self_test(core.scene, params, timeout_s=300)
     assert summary.startswith("Done: 8 level segments.") and "8 spinal" in summary
     assert params.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 8
+    # Apply with detection: the cord and discs came from demo-spine, so the vertebral levels are there too
+    assert params.cordSegmentation is not None and params.cordSegmentId
+    labels = [params.discs.GetNthControlPointLabel(i) for i in range(params.discs.GetNumberOfControlPoints())]
+    assert labels[:3] == ["C1/C2", "C2/C3", "C3/C4"] and "vertebral" in summary and "0 vertebral" not in summary
+
+
+def test_detect_cord_and_discs_keeps_the_users_pmj_and_names_the_discs(core, phantom):
+    """The "Detect cord and discs" button's path: child process, cord as the chosen cord segment, discs named and
+    ready to move, the PMJ point the user placed kept; the button is locked while a run goes on."""
+    import vtk
+
+    from RootletSegLogic.slicer.level_nodes import DISC_MARKUPS_NAME
+    from RootletSegLogic.slicer.volumes import volume_node_from_image
+
+    params = _fresh_params(inputVolume=volume_node_from_image(core.scene, phantom.image, "phantom T2w"))
+    params.discs = core.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", DISC_MARKUPS_NAME)
+    params.discs.AddControlPointWorld(vtk.vtkVector3d(1.0, -2.0, 120.0), "PMJ")
+    session = PanelSession(core.scene, params)
+    assert session.widget_states()["detectLandmarksButton"]["enabled"]
+    runner = session.start_detection("demo-spine", "cpu")
+    assert not session.widget_states()["detectLandmarksButton"]["enabled"]
+    finished = [e for e in runner.wait(timeout=300) if e.get("type") == "finished"][-1]
+    status = session.finish(finished)
+    assert status.startswith("Found the cord and 8 discs (C1/C2, C2/C3") and not session.running
+    labels = [params.discs.GetNthControlPointLabel(i) for i in range(params.discs.GetNumberOfControlPoints())]
+    assert labels == ["C1/C2", "C2/C3", "C3/C4", "C4/C5", "C5/C6", "C6/C7", "C7/T1", "T1/T2", "PMJ"]
+    pmj = [0.0, 0.0, 0.0]
+    params.discs.GetNthControlPointPositionWorld(8, pmj)
+    assert pmj == [1.0, -2.0, 120.0]
+    assert params.cordSegmentation.GetSegmentation().GetSegment(params.cordSegmentId) is not None
+    assert PanelSession(core.scene, _fresh_params()).widget_states()["detectLandmarksButton"]["enabled"] is False
+
+
+def test_a_failed_detection_is_one_sentence(core, phantom, tmp_path):
+    from RootletSegLogic.slicer.volumes import volume_node_from_image
+
+    params = _fresh_params(inputVolume=volume_node_from_image(core.scene, phantom.image, "phantom T2w"))
+    session = PanelSession(core.scene, params)
+    runner = session.start_detection("demo", "cpu")  # a rootlet model is refused by the child
+    finished = [e for e in runner.wait(timeout=120) if e.get("type") == "finished"][-1]
+    with pytest.raises(UserError, match="not a landmark model"):
+        session.finish(finished)
+    assert params.cordSegmentation is None and params.discs is None and not session.running
