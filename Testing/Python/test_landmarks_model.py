@@ -83,3 +83,45 @@ def test_demo_spine_labels_are_the_step1_scheme():
     assert dataset["labels"]["cord"] == 9 and dataset["labels"]["canal"] == 8
     assert dataset["labels"]["disc_C2_C3"] == 2 and dataset["labels"]["disc_C7_T1"] == 3
     assert np.all(np.diff(sorted(dataset["labels"].values())) == 1)
+
+
+# TotalSpineSeg's step-1 dataset.json (neuropoly/totalspineseg resources/datasets/dataset_step1.json): region-based
+TSS_STEP1_DATASET = {
+    "channel_names": {"0": "MRI"},
+    "labels": {"background": 0, "disc": [1, 2, 3, 4, 5], "disc_C2_C3": 2, "disc_C7_T1": 3, "disc_T12_L1": 4,
+               "disc_L5_S": 5, "vertebrae": [6, 7], "vertebrae_C1": 7, "canal": [8, 9], "cord": 9},
+    "regions_class_order": [1, 2, 3, 4, 5, 6, 7, 8, 9],
+    "numTraining": 0,
+    "file_ending": ".nii.gz",
+}
+
+
+def test_a_model_shaped_like_totalspineseg_step1_loads_and_writes_step1_values(tmp_path):
+    """The official weights cannot be downloaded here: an untrained network in the official folder's shape (region
+    labels, trainer nnUNetTrainerDAExt, fold_0 with checkpoint_best and checkpoint_final) goes through the same
+    checks and predictor, and its output holds step-1 values only, on exactly the input grid."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from model_factory import build_network, small_plans
+
+    plans = small_plans(patch_size=(32, 32, 32))
+    trainer_dir = tmp_path / "Dataset101_TotalSpineSeg_step1" / "nnUNetTrainerDAExt__nnUNetPlans__3d_fullres"
+    (trainer_dir / "fold_0").mkdir(parents=True)
+    (trainer_dir / "plans.json").write_text(json.dumps(plans))
+    (trainer_dir / "dataset.json").write_text(json.dumps(TSS_STEP1_DATASET))
+    regions = {f"region{i}": i for i in range(9)}  # nine sigmoid heads, one per region
+    for name in ("checkpoint_best.pth", "checkpoint_final.pth"):
+        torch.save({"network_weights": build_network(plans, regions, seed=1).state_dict(),
+                    "trainer_name": "nnUNetTrainerDAExt",
+                    "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": 0,
+                                  "dataset_json": TSS_STEP1_DATASET},
+                    "inference_allowed_mirroring_axes": (0, 1, 2), "current_epoch": 0}, trainer_dir / "fold_0" / name)
+    detector = LandmarkDetector(resolve_landmark_model(tmp_path / "Dataset101_TotalSpineSeg_step1"), "cpu", threads=1)
+    phantom = make_phantom(seed=2104, shape=(32, 32, 48), orientation="PSR")
+    spine = detector.segmenter.segment(phantom.image)
+    assert _same_grid(spine, phantom.image)
+    assert set(np.unique(sitk.GetArrayViewFromImage(spine)).tolist()) <= set(range(10))
