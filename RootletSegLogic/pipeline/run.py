@@ -88,7 +88,8 @@ def run_pipeline(input_path: Union[str, os.PathLike], out_dir: PathArg = None, m
                  disc_points: PathArg = None, pmj: PathArg = None, device: str = "auto",
                  threads: Optional[int] = None, overwrite: bool = False, method: str = "paper",
                  progress: Optional[ProgressCallback] = None, warn=None, title: Optional[str] = None,
-                 backend: str = "auto", roi_margin_mm: Optional[float] = None, crop_to_cord: bool = True) -> PipelineRun:
+                 backend: str = "auto", roi_margin_mm: Optional[float] = None,
+                 crop_to_cord: bool = True) -> PipelineRun:
     """Landmarks (what is not given), rootlets, levels and figures of one image file (see the module docstring).
 
     `out_dir` None: the input's folder. Outputs are named after the input's stem (`naming`); existing ones are an

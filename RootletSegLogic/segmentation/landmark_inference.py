@@ -74,8 +74,8 @@ def build_landmark_sidecar(input_path, outputs: dict, image: sitk.Image, detecto
     from RootletSegLogic.images.files import absolute_path
     from RootletSegLogic.segmentation.sidecar import build_sidecar
 
-    sidecar = build_sidecar(input_path, next(iter(outputs.values())), image, detector.model, detector.segmenter, found.spine,
-                            records)
+    sidecar = build_sidecar(input_path, next(iter(outputs.values())), image, detector.model, detector.segmenter,
+                            found.spine, records)
     sidecar["description"] = (
         "Spinal cord mask (0/1) and intervertebral disc labels (SCT convention: 2 = C1/C2, 3 = C2/C3, ..., one voxel "
         "per disc on the cord centerline) found by a spine landmark model (TotalSpineSeg step-1 label scheme).")
