@@ -143,7 +143,12 @@ def test_segment_writes_levels_with_the_segmentation_or_says_why_not(tmp_path):
     # levels that cannot be computed (an empty cord) keep the segmentation, which cost the long work, and say so
     cord = sitk.ReadImage(str(phantom_dir / "cord.nii.gz")) * 0
     sitk.WriteImage(cord, str(tmp_path / "empty_cord.nii.gz"))
+    # (with the ROI crop on, an empty cord is refused before the inference: nothing is written)
     done = rootletseg("segment", image, "--model", "demo", "--threads", "1", "--cord", tmp_path / "empty_cord.nii.gz")
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "no voxel inside the image" in done.stderr
+    assert not (phantom_dir / "image_rootlets.nii.gz").exists()
+    done = rootletseg("segment", image, "--model", "demo", "--threads", "1", "--cord", tmp_path / "empty_cord.nii.gz",
+                      "--no-crop")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "was written to" in done.stderr and "but not the levels" in done.stderr
     assert (phantom_dir / "image_rootlets.nii.gz").is_file() and (phantom_dir / "image_rootlets.json").is_file()
