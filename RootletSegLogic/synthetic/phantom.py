@@ -26,6 +26,9 @@ Anatomy (mm, world RAS; per-seed jitter on every position):
   intensity scale of 300-2000 that varies by seed.
 
 The FOV (128 mm S-I) is shorter than a real neck: the PMJ-to-C2 distance is compressed accordingly.
+
+This module samples and writes the phantom; the anatomy of a seed is `synthetic/anatomy.py`, the truth computed from
+the sampled label maps (entry-zone level bounds, step-1 spine labels) is `synthetic/truth.py`.
 """
 
 from __future__ import annotations
@@ -48,16 +51,22 @@ from RootletSegLogic.images.orientation import (
     validate_axcodes,
 )
 from RootletSegLogic.images.world import ras_to_lps
-from RootletSegLogic.landmarks import scheme
 from RootletSegLogic.levels.types import DISC_NAMES, PMJ_VALUE, SPINAL_LEVEL_NAMES
+from RootletSegLogic.synthetic.anatomy import (
+    DISC_VALUES,
+    LEVELS,
+    ROOTLET_RADIUS_MM,
+    PhantomAnatomy,
+)
+from RootletSegLogic.synthetic.truth import (
+    ENTRY_ZONE_DILATION_VOXELS,
+    entry_zone_bounds,
+    spine_labels,
+)
 
 DEFAULT_SHAPE = (48, 48, 128)  # voxels along R-L, A-P, S-I
 DEFAULT_SPACING = (1.0, 1.0, 1.0)  # mm along R-L, A-P, S-I
 BOX_CENTER_RAS = (0.0, 0.0, 64.0)  # mm: every grid is centred here
-LEVELS = tuple(range(2, 10))  # rootlet label values: 2 = C2 ... 9 = T1
-DISC_VALUES = tuple(range(2, 10))  # SCT disc labels: 2 = C1/C2 ... 9 = T1/T2
-ROOTLET_RADIUS_MM = 1.4
-ENTRY_ZONE_DILATION_VOXELS = 3
 OUTPUT_FILES = ("image", "rootlets", "cord", "discs", "pmj")
 _MAX_VOXELS = 64_000_000
 
@@ -90,93 +99,7 @@ class Phantom:
         return {name: getattr(self, name) for name in OUTPUT_FILES}
 
 
-# ----------------------------------------------------------------------------------------------- anatomy (mm)
-class _Anatomy:
-    """The analytic anatomy of one seed, in world RAS mm."""
-
-    def __init__(self, seed: int):
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 20250318]))
-        self.rng = rng
-        # spinal levels, top (S) to bottom
-        base_heights = np.array([9.5, 10.5, 10.5, 10.5, 10.5, 10.0, 10.0, 9.5])
-        self.heights = base_heights + rng.uniform(-1.0, 1.0, size=8)
-        self.gaps = rng.uniform(1.5, 2.5, size=7)
-        top = 107.0 + rng.uniform(-2.5, 2.5)
-        self.level_top: Dict[int, float] = {}
-        self.level_bottom: Dict[int, float] = {}
-        z = top
-        for index, level in enumerate(LEVELS):
-            self.level_top[level] = z
-            self.level_bottom[level] = z - self.heights[index]
-            z = self.level_bottom[level] - (self.gaps[index] if index < 7 else 0.0)
-        self.pmj_z = self.level_top[2] + rng.uniform(7.0, 9.0)
-        # cord centerline: gentle A-P curve, slight R-L tilt
-        self.curve_amp = rng.uniform(1.0, 2.5)
-        self.curve_phase = rng.uniform(0, 2 * np.pi)
-        self.y_base = -4.0 + rng.uniform(-1.0, 1.0)
-        self.x_tilt = rng.uniform(-0.008, 0.008)
-        self.cord_a = 6.0 + rng.uniform(-0.3, 0.3)  # R-L half-axis
-        self.cord_b = 4.0 + rng.uniform(-0.2, 0.2)  # A-P half-axis
-        self.canal_a = 11.0 + rng.uniform(-0.5, 0.5)
-        self.canal_b = 7.5 + rng.uniform(-0.4, 0.4)
-        # discs: near the boundary between spinal levels N and N+1, progressively caudal
-        shift_per_level = rng.uniform(0.6, 1.2)
-        self.disc_z: Dict[int, float] = {}
-        for value in DISC_VALUES:
-            if value < 9:
-                boundary = 0.5 * (self.level_bottom[value] + self.level_top[value + 1])
-            else:
-                boundary = self.level_bottom[9] - 1.0
-            self.disc_z[value] = boundary - shift_per_level * (value - 2) + rng.uniform(-0.8, 0.8)
-        # rootlets: per level, side, dorsal/ventral: 3 tubes converging at the foramen
-        self.segments = []  # (level, p0 (3,), p1 (3,))
-        for level in LEVELS:
-            drop = rng.uniform(3.0, 5.0)
-            for side in (+1, -1):
-                for ventral in (False, True):
-                    angle = np.deg2rad(rng.uniform(35, 50))
-                    z_end = self.level_bottom[level] - drop + rng.uniform(-0.5, 0.5)
-                    zs = np.linspace(self.level_top[level] - ROOTLET_RADIUS_MM,
-                                     self.level_bottom[level] + ROOTLET_RADIUS_MM, 3)
-                    for i, z0 in enumerate(zs):
-                        xc, yc, a, b = self.cord_section(np.array(z0))
-                        sin = np.sin(angle) * (1 if ventral else -1)
-                        p0 = np.array([xc + side * 0.85 * a * np.cos(angle), yc + 0.85 * b * sin, z0])
-                        xe, ye, _, _ = self.cord_section(np.array(z_end))
-                        p1 = np.array([xe + side * (self.canal_a + 2.0),
-                                       ye + (1.5 if ventral else -1.5) + rng.uniform(-0.4, 0.4),
-                                       z_end + 0.7 * (1 - i)])
-                        self.segments.append((level, p0, p1))
-        # appearance
-        self.scale = float(np.exp(rng.uniform(np.log(300.0), np.log(2000.0))))
-        self.noise = 0.03
-        self.bias_coeffs = rng.uniform(-0.08, 0.08, size=3)
-        self.tissue_coeffs = rng.uniform(-0.04, 0.04, size=4)
-
-    def brainstem(self, z: np.ndarray) -> np.ndarray:
-        """Smooth 0 -> 1 step across the PMJ (1 = brainstem above it)."""
-        return 1.0 / (1.0 + np.exp(-(z - self.pmj_z) / 1.2))
-
-    def centerline(self, z: np.ndarray):
-        x = self.x_tilt * (z - 64.0)
-        y = self.y_base + self.curve_amp * np.sin(2 * np.pi * z / 260.0 + self.curve_phase)
-        return x, y
-
-    def cord_section(self, z: np.ndarray):
-        """Cord centre (x, y) and half-axes (a R-L, b A-P) at S = z (mm); enlargement around C5-C7."""
-        x, y = self.centerline(z)
-        enlargement_z = 0.5 * (self.level_top[5] + self.level_bottom[7])
-        a = self.cord_a + 0.8 * np.exp(-(((z - enlargement_z) / 18.0) ** 2))
-        step = self.brainstem(z)
-        b = self.cord_b + 2.5 * step
-        return x, y + 2.5 * step, a, b
-
-    def canal_section(self, z: np.ndarray):
-        x, y = self.centerline(z)
-        step = self.brainstem(z)
-        return x, y + 2.0 * step, self.canal_a + 1.0 * step, self.canal_b + 3.0 * step
-
-
+# ---------------------------------------------------------------------------------------------- sampling
 def _ellipse_sd(dx, dy, a, b):
     """Approximate signed distance (mm, negative inside) to an axis-aligned ellipse with half-axes a, b."""
     rho = np.sqrt((dx / a) ** 2 + (dy / b) ** 2)
@@ -188,7 +111,6 @@ def _occupancy(sd, width):
     return np.clip(0.5 - sd / width, 0.0, 1.0)
 
 
-# ---------------------------------------------------------------------------------------------- sampling
 def _check_grid(shape, spacing):
     try:
         shape = tuple(int(v) for v in shape)
@@ -220,31 +142,6 @@ def _to_image(array_zyx: np.ndarray, shape, spacing, axes) -> sitk.Image:
     return image
 
 
-def _ball(radius: int) -> np.ndarray:
-    r = np.arange(-radius, radius + 1)
-    zz, yy, xx = np.meshgrid(r, r, r, indexing="ij")
-    return (xx ** 2 + yy ** 2 + zz ** 2) <= radius ** 2
-
-
-def entry_zone_bounds(rootlets_zyx: np.ndarray, cord_zyx: np.ndarray, s_of_slice: np.ndarray,
-                      radius_voxels: int = ENTRY_ZONE_DILATION_VOXELS) -> Dict[int, tuple]:
-    """Per label: (rostral S, caudal S, n voxels) of rootlet voxels inside the cord dilated by a voxel ball.
-
-    Arrays are NumPy (z, y, x) of a grid whose z axis is the S-I axis; `s_of_slice[k]` is the RAS S (mm) of slice k.
-    The ball is {(i, j, k): i^2 + j^2 + k^2 <= radius^2} in voxels (scipy.ndimage.binary_dilation).
-    """
-    from scipy import ndimage
-
-    zone = ndimage.binary_dilation(cord_zyx > 0, structure=_ball(radius_voxels))
-    bounds = {}
-    for value in np.unique(rootlets_zyx[zone]):
-        if value == 0:
-            continue
-        slices = np.nonzero((rootlets_zyx == value) & zone)[0]
-        s = s_of_slice[slices]
-        bounds[int(value)] = (float(s.max()), float(s.min()), int(slices.size))
-    return bounds
-
 
 def make_phantom(seed: int = 0, shape: Optional[Sequence[int]] = None, spacing: Optional[Sequence[float]] = None,
                  orientation: str = "RAS") -> Phantom:
@@ -256,7 +153,7 @@ def make_phantom(seed: int = 0, shape: Optional[Sequence[int]] = None, spacing: 
     """
     shape, spacing = _check_grid(shape or DEFAULT_SHAPE, spacing or DEFAULT_SPACING)
     orientation = validate_axcodes(orientation)
-    anatomy = _Anatomy(seed)
+    anatomy = PhantomAnatomy(seed)
     axes = _ras_grid(shape, spacing)
     nx, ny, nz = shape
     Z = axes[2][:, None, None]
@@ -352,7 +249,7 @@ def make_phantom(seed: int = 0, shape: Optional[Sequence[int]] = None, spacing: 
     pmj_ras = [float(axes[0][i]), float(axes[1][j]), float(axes[2][k])]
 
     cord_u8 = cord.astype(np.uint8)
-    spine = _spine_labels(cord, canal, disc_sd, body_sd, nearest_disc, axes[2] > anatomy.disc_z[2])
+    spine = spine_labels(cord, canal, disc_sd, body_sd, nearest_disc, axes[2] > anatomy.disc_z[2])
     bounds = entry_zone_bounds(rootlets, cord_u8, axes[2])
     levels = {}
     for value in LEVELS:
@@ -400,23 +297,6 @@ def make_phantom(seed: int = 0, shape: Optional[Sequence[int]] = None, spacing: 
     }
     return Phantom(seed=int(seed), truth=truth, **images)
 
-
-def _spine_labels(cord, canal, disc_sd, body_sd, nearest_disc, above_c1_c2_disc) -> np.ndarray:
-    """TotalSpineSeg step-1 label map (z, y, x) uint8 from the phantom's regions (see `Phantom`).
-
-    nearest_disc[k]: index into DISC_VALUES of the disc nearest to slice k; above_c1_c2_disc[k]: slice k lies above
-    the C1/C2 disc (its vertebral body is the phantom's "C1").
-    """
-    spine = np.zeros(cord.shape, dtype=np.uint8)
-    body = body_sd < 0
-    spine[body] = scheme.VERTEBRA
-    spine[body & above_c1_c2_disc[:, None, None]] = scheme.VERTEBRA_C1
-    disc_value = np.array([scheme.step1_value_for_sct_disc(DISC_VALUES[i]) for i in nearest_disc], dtype=np.uint8)
-    disc = disc_sd < 0
-    spine[disc] = np.broadcast_to(disc_value[:, None, None], spine.shape)[disc]
-    spine[canal & ~cord] = scheme.CANAL
-    spine[cord] = scheme.CORD
-    return spine
 
 
 def write_phantom(phantom: Phantom, out_dir: os.PathLike | str, overwrite: bool = False) -> Dict[str, Path]:

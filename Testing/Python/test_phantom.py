@@ -17,14 +17,9 @@ from RootletSegLogic.images.grid import same_grid
 from RootletSegLogic.images.orientation import axcodes_of, reorient
 from RootletSegLogic.images.world import lps_to_ras, ras_to_lps, voxel_centers_lps
 from RootletSegLogic.levels.types import PMJ_VALUE
-from RootletSegLogic.synthetic.phantom import (
-    DEFAULT_SHAPE,
-    DISC_VALUES,
-    LEVELS,
-    entry_zone_bounds,
-    make_phantom,
-    write_phantom,
-)
+from RootletSegLogic.synthetic.anatomy import DISC_VALUES, LEVELS
+from RootletSegLogic.synthetic.phantom import DEFAULT_SHAPE, make_phantom, write_phantom
+from RootletSegLogic.synthetic.truth import entry_zone_bounds
 
 
 @pytest.fixture(scope="module")
