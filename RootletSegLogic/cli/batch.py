@@ -22,17 +22,18 @@ def register(subparsers) -> None:
              "the group Bland–Altman",
         description=(
             "Find sub-*/[ses-*/]anat/*_<suffix>.nii.gz images, take the cord, discs and PMJ from "
-            "derivatives/labels (spine-generic names), segment the rootlets and compute the spinal and vertebral "
-            "levels (Krejci et al., Scientific Reports 2026, doi 10.1038/s41598-026-49164-0). A rerun skips every "
+            "derivatives/labels (spine-generic names), find what is missing with the landmark model (the PMJ is "
+            "never found), segment the rootlets and compute the spinal and vertebral levels as 'rootletseg run' does (Krejci et al., Scientific Reports 2026, doi 10.1038/s41598-026-49164-0). A rerun skips every "
             "image whose inputs (sha256), model and settings are unchanged."),
     )
     parser.add_argument("bids_root", metavar="BIDS_ROOT", help="root folder of the BIDS dataset")
     parser.add_argument("-o", "--output-dir", required=True, metavar="OUT",
                         help="derivatives folder to write (e.g. BIDS_ROOT/derivatives/rootletseg)")
     parser.add_argument("--model", default="rootletseg", help="registry name, model folder or zip (default rootletseg)")
-    parser.add_argument("--landmark-model", default=None,
-                        help="landmark model for images without cord/discs in the derivatives (not available yet: "
-                             "such images are reported as failed)")
+    parser.add_argument("--landmark-model", default="totalspineseg",
+                        help="landmark model (registry name, folder or zip) that finds the cord and/or discs of images "
+                             "whose derivatives lack them (default totalspineseg; demo-spine for phantoms); loaded "
+                             "only when an image needs it")
     parser.add_argument("--suffix", action="append", dest="suffixes", metavar="SUFFIX",
                         help="BIDS suffix of the images to process, repeatable (default T2w)")
     parser.add_argument("--include", action="append", default=[], metavar="GLOB",
@@ -91,13 +92,10 @@ def run(args: argparse.Namespace, reporter) -> int:
     chosen = [bool(args.jobs), bool(args.dask_scheduler), bool(args.slurm)]
     if sum(chosen) > 1:
         raise UserError("Choose one of --jobs, --dask-scheduler and --slurm.")
-    if args.landmark_model:
-        raise UserError("--landmark-model is not available yet (no landmark models in this version): give the cord "
-                        "and discs in derivatives/labels.")
     engine = Engine(jobs=args.jobs, address=args.dask_scheduler, slurm=_slurm_options(args) if args.slurm else None)
     request = BatchRequest(args.bids_root, args.output_dir, model=args.model,
                            suffixes=tuple(args.suffixes or ("T2w",)), include=tuple(args.include),
-                           exclude=tuple(args.exclude), settings=Settings(method=args.method), engine=engine,
+                           exclude=tuple(args.exclude), settings=Settings(method=args.method, landmark_model=args.landmark_model), engine=engine,
                            device=args.device, threads=args.threads, overwrite=args.overwrite)
     try:
         result = run_batch(request, progress=reporter, warn=reporter.warning)

@@ -73,8 +73,8 @@ def report_entries(images, outcomes: Dict[str, Outcome]) -> List[dict]:
     entries = []
     for image in images:
         outcome = outcomes.get(image.relative) or Outcome(image.relative, "not-run", "the batch stopped first")
-        figures = {name: f"{image.folder}/{outcome.outputs[name]}" for name in ("qc_sagittal", "level_chart")
-                   if name in outcome.outputs}
+        figures = {name: f"{image.folder}/{outcome.outputs[f'figure_{name}']}" for name in ("qc_sagittal", "level_chart")
+                   if f"figure_{name}" in outcome.outputs}
         entries.append({
             "participant_id": image.participant_id,
             "image": image.relative,

@@ -3,7 +3,7 @@
 Resume record: `<out>/<image folder>/<stem>_rootletseg-batch.json`, written LAST inside the subject's one
 all-or-nothing output set. It holds the sha256 of every input file (image, cord, discs, PMJ), the model's identity
 (name, release, configuration, folds, checkpoint sha256s; not the cache folder, which differs between machines)
-and the settings that change results (levels method, distance mode, tta, tile step), the outputs (relative to the
+and the settings that change results (levels method, landmark model), the outputs (relative to the
 record's folder) and the subject's summary for the report. A subject is skipped when its record exists, every
 input hashes to the recorded sha256, model and settings are equal and every output listed exists.
 
@@ -35,10 +35,8 @@ PAPER_DOI = "10.1038/s41598-026-49164-0"
 class Settings:
     """Everything but the inputs and the model that changes a subject's results (part of the resume key)."""
 
-    method: str = "paper"
-    distance_mode: str = "pmj"
-    tta: bool = False
-    step: float = 0.5
+    method: str = "paper"  # paper | gapless | gapless-caudal
+    landmark_model: str = "totalspineseg"  # for a cord or discs the derivatives lack
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -1,13 +1,14 @@
 """The per-subject task a Dask worker runs: one image in; its outputs, figures and resume record out, as one
 all-or-nothing set in the derivatives dataset.
 
-`segment_subject` is the ONE place that turns an image and its landmarks into outputs (today the segment
-workflow with the dataset's cord, discs and PMJ; the `run` workflow with the landmark models once it exists).
+`segment_subject` is the ONE place that turns an image and its landmarks into outputs: the `run` workflow
+(`pipeline.run.run_pipeline`) with the dataset's cord, discs and PMJ, and the landmark models for what is missing.
 Everything is first written into a private staging folder under `<out>/.rootletseg-staging/`, then moved into
 place with `images.atomic.atomic_outputs` together with the resume record, so a killed worker leaves either the
 whole set or nothing (a staging folder left by a killed worker is removed by the next batch).
 
-Each worker process resolves the model once (`_model`) and keeps it for every image it is given.
+Each worker process resolves the models once (`_model`, `_landmark_model`) and keeps them for every image it is
+given; the `run` workflow still builds its network from the resolved model for each image.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from RootletSegLogic.cohort.records import Outcome, Settings, record_path
 from RootletSegLogic.errors import UserError
 
 STAGING_FOLDER = ".rootletseg-staging"
-FIGURES = ("qc_sagittal", "level_chart")
 _MODELS: Dict[str, object] = {}  # model name or path -> ModelFolder, per worker process
 
 
@@ -56,44 +56,34 @@ def _model(name: str):
     return _MODELS[name]
 
 
+def _landmark_model(name: str):
+    """The landmark ModelFolder of `name`, resolved once per worker process (only for images that need it)."""
+    key = f"landmarks:{name}"
+    if key not in _MODELS:
+        from RootletSegLogic.pipeline.landmarks import resolve_landmark_model
+
+        _MODELS[key] = resolve_landmark_model(name)
+    return _MODELS[key]
+
+
 def segment_subject(image: BidsImage, staging: Path, task: SubjectTask):
-    """Image + landmarks -> outputs in `staging`, named as `naming.py` names them; returns (SegmentRun, warnings).
-
-    The single switch point to the `run` workflow (landmarks for what is missing, then rootlets and levels).
-    Until the landmark models exist, an image without a cord mask and without disc labels in the derivatives
-    fails with one sentence.
-    """
-    from RootletSegLogic import naming
-    from RootletSegLogic.segmentation.workflow import level_request_for, segment_and_levels
+    """Image + the derivatives' landmarks -> every output in `staging`, named as `rootletseg run` names them
+    (`pipeline.run.run_pipeline`: landmark models for a cord or discs the derivatives lack, rootlets on the cord's
+    region, levels, tables, planning JSON, markups, figures). Returns (PipelineRun, warnings, landmarks source:
+    "derivatives" when cord and discs came from the dataset, else "automatic")."""
+    from RootletSegLogic.pipeline.run import run_pipeline
 
     marks = image.landmarks
-    if not (marks.cord or marks.discs):
-        raise UserError("No cord mask (_label-SC_seg) and no disc labels (_label-discs_dlabel) were found under "
-                        "derivatives/labels for this image, and no landmark model is available to detect them: "
-                        "add them to the derivatives.")
-    segmentation = staging / naming.segmentation_path(Path(image.path)).name
-    levels = level_request_for(segmentation, cord=marks.cord, discs=marks.discs, pmj=marks.pmj,
-                               method=task.settings.method)
-    warnings = []
-    run = segment_and_levels(image.path, segmentation, model=_model(task.model), device=task.device,
-                             tta=task.settings.tta, step=task.settings.step, threads=task.threads,
-                             levels=levels, warn=warnings.append)
-    return run, warnings
+    automatic = not (marks.cord and marks.discs)
+    landmark_model = _landmark_model(task.settings.landmark_model) if automatic else task.settings.landmark_model
+    warnings: list = []
+    run = run_pipeline(image.path, staging, model=_model(task.model), landmark_model=landmark_model,
+                       cord=marks.cord, discs=marks.discs, pmj=marks.pmj, device=task.device, threads=task.threads,
+                       method=task.settings.method, warn=warnings.append)
+    return run, warnings, "automatic" if automatic else "derivatives"
 
 
-def _figures(image: BidsImage, run, staging: Path) -> Dict[str, Path]:
-    """The sagittal QC and the level chart (PNG + SVG) of one subject, in `staging`."""
-    from RootletSegLogic.analysis.figures import level_chart
-    from RootletSegLogic.analysis.qc_figure import sagittal_qc
-
-    marks = image.landmarks
-    qc = sagittal_qc(image.path, run.labels, marks.cord, marks.discs, run.levels,
-                     out_base=staging / f"{image.stem}_qc_sagittal", title=f"{image.stem}: rootlets, cord, levels")
-    chart = level_chart(run.levels, staging / f"{image.stem}_level_chart", title=f"{image.stem}: levels")
-    return {"qc_sagittal": qc[0], "qc_sagittal_svg": qc[1], "level_chart": chart[0], "level_chart_svg": chart[1]}
-
-
-def _summary(image: BidsImage, run, warnings) -> dict:
+def _summary(run, warnings, landmarks_source: str) -> dict:
     """Levels, flags and warnings of one subject, for the report and the group statistics."""
     import numpy as np
     import SimpleITK as sitk
@@ -101,17 +91,17 @@ def _summary(image: BidsImage, run, warnings) -> dict:
     from RootletSegLogic.analysis.flags import level_summary_rows, review_flags
 
     result = run.levels
-    counts = np.bincount(sitk.GetArrayViewFromImage(run.labels).ravel().astype(np.int64), minlength=10)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(run.outputs["segmentation"]))  # a copy: a view would outlive its image
+    counts = np.bincount(labels.ravel().astype(np.int64), minlength=10)
     rootlet_voxels = {v: int(counts[v]) for v in range(2, 10)}
     rows = level_summary_rows(result)
     return {
         "levels": rows,
         "method": result.method,
         "distance_reference": result.distance_reference,
-        "landmarks": image.landmarks.source,
+        "landmarks": landmarks_source,
         "warnings": list(dict.fromkeys(list(warnings) + list(result.warnings))),
-        "flags": review_flags(rows, rootlet_voxels, image.landmarks.source, result.method,
-                              result.distance_reference),
+        "flags": review_flags(rows, rootlet_voxels, landmarks_source, result.method, result.distance_reference),
     }
 
 
@@ -133,12 +123,9 @@ def _commit(task: SubjectTask, staged: Dict[str, Path], record: dict) -> Dict[st
 
 
 def _run(task: SubjectTask, staging: Path, start: float) -> Tuple[Dict[str, str], dict]:
-    run, warnings = segment_subject(task.image, staging, task)
-    if run.levels is None:
-        raise UserError("No levels were computed for this image: the derivatives hold no cord mask or discs.")
+    run, warnings, landmarks_source = segment_subject(task.image, staging, task)
     staged = {name: Path(path) for name, path in run.outputs.items()}
-    staged.update(_figures(task.image, run, staging))
-    summary = _summary(task.image, run, warnings)
+    summary = _summary(run, warnings, landmarks_source)
     record = {
         "status": "done",
         "image": task.image.relative,

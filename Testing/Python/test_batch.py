@@ -2,7 +2,8 @@
 a real local Dask cluster (2 worker processes), statuses, outputs, the report's HTML, resume, and SIGTERM.
 
 The dataset: sub-01, sub-02 with derivatives (cord, discs, PMJ in spine-generic names), sub-03 without derivatives
-(no landmark model exists yet: it must fail with a reason), sub-04 whose image is cut short (a damaged file).
+(the embedded demo-spine landmark model finds its cord and discs; no PMJ), sub-04 whose image is cut short (a
+damaged file: failed with its reason).
 """
 
 from __future__ import annotations
@@ -76,17 +77,18 @@ def first_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     write_phantom_bids(root, subjects=4, without_derivatives=[3], broken=[4])
     out = tmp_path_factory.mktemp("derivatives") / "rootletseg"
-    result = batch(root, "-o", out, "--model", "demo", "--jobs", "2", env_home=home)
+    result = batch(root, "-o", out, "--model", "demo", "--landmark-model", "demo-spine", "--jobs", "2", env_home=home)
     return root, out, home, result
 
 
 def test_statuses_and_reasons(first_run):
     _root, out, _home, result = first_run
     assert result.returncode == 1, result.stderr  # some images failed
-    assert "2 image(s) failed" in result.stderr and "Traceback" not in result.stderr
+    assert "1 image(s) failed" in result.stderr and "Traceback" not in result.stderr
     status = read_status(out)
-    assert [status[s]["status"] for s in ("sub-01", "sub-02", "sub-03", "sub-04")] == ["done", "done", "failed", "failed"]
-    assert "no landmark model" in status["sub-03"]["reason"] and "derivatives/labels" in status["sub-03"]["reason"]
+    assert [status[s]["status"] for s in ("sub-01", "sub-02", "sub-03", "sub-04")] == ["done", "done", "done", "failed"]
+    assert set(status["sub-03"]["flags"].split(";")) == {"automatic-landmarks", "no-pmj"}
+    assert status["sub-01"]["flags"] == ""
     assert "damaged or truncated" in status["sub-04"]["reason"]
     for row in status.values():
         assert "\n" not in row["reason"] and row["outputs_folder"] == f"{row['participant_id']}/anat"
@@ -107,7 +109,11 @@ def test_outputs_are_a_bids_derivatives_dataset(first_run):
     expected |= {f"sub-01_T2w_{figure}{ext}" for figure in ("qc_sagittal", "level_chart") for ext in (".png", ".svg")}
     expected.add("sub-01_T2w_rootletseg-batch.json")
     assert {p.name for p in anat.iterdir()} == expected
-    assert not (out / "sub-03").exists() and not (out / "sub-04").exists()  # failed: nothing half-written
+    assert not (out / "sub-04").exists()  # failed: nothing half-written
+    found = {p.name for p in (out / "sub-03" / "anat").iterdir()}
+    assert {"sub-03_T2w_cord.nii.gz", "sub-03_T2w_discs.nii.gz", "sub-03_T2w_landmarks.json"} <= found
+    record3 = json.loads((out / "sub-03" / "anat" / "sub-03_T2w_rootletseg-batch.json").read_text())
+    assert record3["summary"]["landmarks"] == "automatic" and record3["summary"]["distance_reference"] == "S-axis"
     assert not any((out / ".rootletseg-staging").glob("*"))
     record = json.loads((anat / "sub-01_T2w_rootletseg-batch.json").read_text())
     assert record["model"]["name"] == "demo" and len(record["input_sha256"]["image"]) == 64
@@ -128,12 +134,14 @@ def test_report_rows_figures_flags_and_filters(first_run):
     page = ReportParser()
     page.feed((out / REPORT).read_text(encoding="utf-8"))
     assert page.scripts == 1
-    assert [r["attrs"]["data-status"] for r in page.rows] == ["done", "done", "failed", "failed"]
-    for row in page.rows[:2]:
+    assert [r["attrs"]["data-status"] for r in page.rows] == ["done", "done", "done", "failed"]
+    assert set(page.rows[2]["attrs"]["data-flags"].split()) == {"automatic-landmarks", "no-pmj"}
+    assert "detected automatically" in page.rows[2]["text"]
+    for row in page.rows[:3]:
         sources = [img["src"] for img in row["images"]]
         assert len(sources) == 2 and all((out / src).is_file() for src in sources)  # relative: no server needed
         assert any("qc_sagittal" in src for src in sources) and any("level_chart" in src for src in sources)
-    for row in page.rows[2:]:
+    for row in page.rows[3:]:
         assert row["images"] == [] and "failed" in row["text"]
     assert "damaged or truncated" in page.rows[3]["text"]
     assert page.group_links and all((out / link).is_file() for link in page.group_links)
@@ -146,13 +154,23 @@ def test_rerun_skips_finished_subjects(first_run):
     root, out, home, _result = first_run
     record = out / "sub-01" / "anat" / "sub-01_T2w_rootletseg-batch.json"
     before = record.stat().st_mtime_ns
-    again = batch(root, "-o", out, "--model", "demo", "--jobs", "1", env_home=home)
+    again = batch(root, "-o", out, "--model", "demo", "--landmark-model", "demo-spine", "--jobs", "1", env_home=home)
     assert again.returncode == 1
     status = read_status(out)
-    assert status["sub-01"]["status"] == "skipped" and status["sub-02"]["status"] == "skipped"
-    assert status["sub-03"]["status"] == "failed"  # a failed image is tried again, and fails again
+    assert [status[s]["status"] for s in ("sub-01", "sub-02", "sub-03")] == ["skipped"] * 3
+    assert status["sub-04"]["status"] == "failed"  # a failed image is tried again, and fails again
     assert record.stat().st_mtime_ns == before
-    assert "n_skipped: 2" in again.stdout
+    assert "n_skipped: 3" in again.stdout
+
+
+def test_no_landmark_model_is_a_failed_image_with_its_reason(first_run, tmp_path):
+    root, _out, home, _result = first_run
+    out = tmp_path / "out"
+    result = batch(root, "-o", out, "--model", "demo", "--landmark-model", tmp_path / "no-such-model", "--jobs", "1",
+                   "--include", "sub-03*", env_home=home)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    row = read_status(out)["sub-03"]
+    assert row["status"] == "failed" and "no-such-model" in row["reason"]
 
 
 def test_changed_input_is_not_skipped_and_existing_outputs_need_overwrite(first_run, tmp_path):
@@ -165,11 +183,12 @@ def test_changed_input_is_not_skipped_and_existing_outputs_need_overwrite(first_
 
         cord.write_bytes(gzip.compress(gzip.decompress(original), compresslevel=1, mtime=1))  # same voxels, new sha256
         assert cord.read_bytes() != original
-        result = batch(root, "-o", out, "--model", "demo", "--jobs", "1", "--include", "sub-02*", env_home=home)
+        result = batch(root, "-o", out, "--model", "demo", "--landmark-model", "demo-spine", "--jobs", "1",
+                       "--include", "sub-02*", env_home=home)
         status = read_status(out)
         assert status["sub-02"]["status"] == "failed" and "--overwrite" in status["sub-02"]["reason"]
-        result = batch(root, "-o", out, "--model", "demo", "--jobs", "1", "--include", "sub-02*", "--overwrite",
-                       env_home=home)
+        result = batch(root, "-o", out, "--model", "demo", "--landmark-model", "demo-spine", "--jobs", "1",
+                       "--include", "sub-02*", "--overwrite", env_home=home)
         assert result.returncode == 0, result.stderr
         assert read_status(out)["sub-02"]["status"] == "done"
     finally:
