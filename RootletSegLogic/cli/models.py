@@ -114,7 +114,7 @@ def _print_info(name: str, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace, reporter) -> int:
-    from RootletSegLogic.segmentation.cache import download_model, import_model
+    from RootletSegLogic.segmentation.cache_install import download_model, import_model
     from RootletSegLogic.segmentation.registry import (
         RECORD_NAME,
         TRUST_WARNING,

@@ -174,7 +174,8 @@ def mirror(tmp_path):
 
 
 def test_mirror_download_is_unverified_and_warned(mirror):
-    from RootletSegLogic.segmentation.cache import download_model, model_info, resolve_model
+    from RootletSegLogic.segmentation.cache import model_info, resolve_model
+    from RootletSegLogic.segmentation.cache_install import download_model
 
     server, _ = mirror
     warnings = []
@@ -189,7 +190,7 @@ def test_mirror_download_is_unverified_and_warned(mirror):
 def test_mirror_with_user_checksum_still_unverified_but_registry_checksum_verifies(mirror, monkeypatch):
     import dataclasses
 
-    from RootletSegLogic.segmentation.cache import download_model
+    from RootletSegLogic.segmentation.cache_install import download_model
     from RootletSegLogic.segmentation.registry import REGISTRY
 
     server, data = mirror

@@ -24,14 +24,9 @@ from test_models_kit import (
 )
 
 from RootletSegLogic.errors import UserError
-from RootletSegLogic.segmentation.cache import (
-    download_model,
-    import_model,
-    list_models,
-    model_info,
-    resolve_model,
-    weights_sha256,
-)
+from RootletSegLogic.segmentation.cache import list_models, model_info, resolve_model
+from RootletSegLogic.segmentation.cache_install import download_model, import_model
+from RootletSegLogic.segmentation.cached_models import weights_sha256
 from RootletSegLogic.segmentation.model_folder import ModelFolder
 from RootletSegLogic.segmentation.registry import (
     RECORD_NAME,
