@@ -27,7 +27,7 @@ def _coreFolder() -> Path:
 if str(_coreFolder()) not in sys.path:
     sys.path.insert(0, str(_coreFolder()))
 
-from RootletSegLogic.slicer import child_process, dependencies, panel_session, session  # noqa: E402
+from RootletSegLogic.slicer import child_command, dependencies, panel_session, session  # noqa: E402
 from RootletSegLogic.slicer.session import Contrast, Device, LevelMethod, ModelChoice  # noqa: E402
 
 SETTINGS = "RootletSeg/"
@@ -98,7 +98,7 @@ class RootletSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = RootletSegModuleLogic()
-        self.session = panel_session.PanelSession(slicer.mrmlScene, python=child_process.python_executable())
+        self.session = panel_session.PanelSession(slicer.mrmlScene, python=child_command.python_executable())
         self._levelTimer = self._timer(panel_session.LEVEL_UPDATE_DELAY_MS, self.updateLevels, single=True)
         self._pollTimer = self._timer(panel_session.POLL_INTERVAL_MS, self._pollChild)
         self.ui.modelPathLineEdit.filters = ctk.ctkPathLineEdit.Files
@@ -345,6 +345,6 @@ class RootletSegTest(ScriptedLoadableModuleTest):
 
     def test_DemoModelOnPhantom(self):
         summary = panel_session.demo_self_test(slicer.mrmlScene, RootletSegModuleLogic().getParameterNode(),
-                                               python=child_process.python_executable())
+                                               python=child_command.python_executable())
         self.assertTrue(summary.startswith("Done") and "spinal" in summary, summary)
         self.delayDisplay("Test passed")

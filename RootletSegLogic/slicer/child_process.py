@@ -13,157 +13,34 @@ period; Windows: CTRL_BREAK_EVENT to the group, then `taskkill /T /F` after the 
 Temporary files: paths registered with `add_temporary_path` (or created by `make_temporary_directory`) are removed
 when the run fails or is cancelled, and by `close()` after a successful run (the caller first reads the outputs);
 anything left is removed at interpreter exit.
+
+The command line, interpreter and environment are `slicer/child_command.py`; reading the output as events is
+`slicer/child_events.py`.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import queue
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from RootletSegLogic.slicer.child_command import child_environment
+from RootletSegLogic.slicer.child_events import last_error_line, parse_line
 from RootletSegLogic.slicer.process_tree import (
     DEFAULT_GRACE_S,
     end_strays,
     terminate_process_tree,
 )
 
-PACKAGE_NAME = "RootletSegLogic"
 READER_DRAIN_S = 1.0  # after the child exits, how long workers it left may keep its output pipes open
 STDERR_KEEP_LINES = 400
-
-# ------------------------------------------------------------------------------------------------ interpreter
-
-
-def package_parent() -> Path:
-    """Folder holding the `RootletSegLogic` package (the repository root, or Slicer's qt-scripted-modules folder)."""
-    return Path(__file__).resolve().parents[2]
-
-
-def running_inside_slicer() -> bool:
-    """True inside the Slicer application, whose `sys.executable` is the Slicer program rather than a Python."""
-    name = Path(sys.executable).name.lower()
-    return not name.startswith("python")
-
-
-def python_executable(inside_slicer: Optional[bool] = None) -> str:
-    """Interpreter that can run `python -m RootletSegLogic` with the packages of the current environment.
-
-    In plain Python this is `sys.executable`. Inside Slicer, `sys.executable` is the application itself, and Slicer's
-    Python interpreter is the `PythonSlicer` launcher, which Slicer puts on PATH and installs beside its executable.
-    Raises RuntimeError when it cannot be found.
-    """
-    if inside_slicer is None:
-        inside_slicer = running_inside_slicer()
-    if not inside_slicer:
-        return sys.executable
-    exe_name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
-    found = shutil.which("PythonSlicer")
-    if found:
-        return found
-    beside = Path(sys.executable).resolve().parent / exe_name
-    if beside.is_file():
-        return str(beside)
-    raise RuntimeError(
-        f"Slicer's Python interpreter ({exe_name}) was not found on PATH nor beside {sys.executable}: "
-        "reinstall Slicer or run the `rootletseg` command in a terminal."
-    )
-
-
-def child_environment(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """Environment for the child: the package importable (PYTHONPATH), unbuffered UTF-8 output."""
-    env = dict(os.environ if base is None else base)
-    parent = str(package_parent())
-    existing = env.get("PYTHONPATH", "")
-    parts = [p for p in existing.split(os.pathsep) if p]
-    if parent not in parts:
-        parts.insert(0, parent)
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
-    return env
-
-
-# ------------------------------------------------------------------------------------------------ commands
-
-def rootletseg_command(args: Sequence[str], python: Optional[str] = None) -> List[str]:
-    """`[python, "-m", "RootletSegLogic", *args]`: the `rootletseg` command run with a chosen interpreter."""
-    return [python or python_executable(), "-m", PACKAGE_NAME, *[str(a) for a in args]]
-
-
-def segment_command(
-    input_path: os.PathLike | str,
-    output_path: os.PathLike | str,
-    model: str,
-    device: str = "auto",
-    tta: bool = False,
-    overwrite: bool = True,
-    python: Optional[str] = None,
-    extra_args: Iterable[str] = (),
-) -> List[str]:
-    """Command line of `rootletseg segment IMAGE -o OUT --model M --device D [--tta] --progress json`.
-
-    `model` is a registry name (rootletseg, m5, demo) or the path of a model folder or zip; `device` a value of the
-    CLI's `--device` option. `overwrite` is for outputs in a private temporary folder (the Slicer module's case).
-    """
-    if not str(model).strip():
-        raise ValueError("model must be a registry name or a path")
-    args = ["segment", str(input_path), "-o", str(output_path), "--model", str(model), "--device", device]
-    if tta:
-        args.append("--tta")
-    if overwrite:
-        args.append("--overwrite")
-    args += ["--progress", "json", *extra_args]
-    return rootletseg_command(args, python)
-
-
-# ------------------------------------------------------------------------------------------------ events
-
-
-def parse_line(line: str) -> dict:
-    """One stdout line -> protocol event dict. A line that is not a protocol object becomes {"type": "log"}."""
-    text = line.rstrip("\r\n")
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return {"type": "log", "message": text}
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        return {"type": "log", "message": text}
-    return obj
-
-
-def describe_event(event: dict) -> tuple:
-    """(percent 0..100 or None, status text) for a progress bar and a status line."""
-    kind = event.get("type")
-    if kind == "progress":
-        fraction = event.get("fraction")
-        if fraction is None and event.get("total"):
-            fraction = event.get("done", 0) / event["total"]
-        percent = None if fraction is None else int(round(100 * max(0.0, min(1.0, float(fraction)))))
-        stage = event.get("stage", "")
-        message = event.get("message", "")
-        text = f"{stage}: {message}" if message else str(stage)
-        return percent, text
-    if kind == "warning":
-        return None, "Warning: " + str(event.get("message", ""))
-    if kind == "error":
-        return None, "Error: " + str(event.get("message", ""))
-    if kind == "result":
-        return 100, "Done."
-    if kind == "finished":
-        if event.get("cancelled"):
-            return None, "Cancelled."
-        return (100, "Done.") if event.get("returncode") == 0 else (None, "Failed: " + str(event.get("error") or ""))
-    return None, str(event.get("message", ""))
-
 
 # ------------------------------------------------------------------------------------------------ temp files
 
@@ -461,12 +338,3 @@ class ChildProcess:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def last_error_line(stderr_text: str) -> str:
-    """The most telling line of a failed command's stderr: its `rootletseg: error:` sentence, else the last line."""
-    lines = [line.strip() for line in stderr_text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("rootletseg: error:"):
-            return line[len("rootletseg: error:"):].strip()
-    return lines[-1] if lines else ""

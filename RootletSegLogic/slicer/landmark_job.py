@@ -20,7 +20,7 @@ PMJ_LABEL = "PMJ"
 def landmarks_command(input_path, prefix, model: str, device: str = "auto", python: Optional[str] = None) -> list:
     """Command line of `rootletseg landmarks IMAGE -o PREFIX --model M --device D --overwrite --progress json`
     (`--overwrite`: the outputs are in the child's private temporary folder)."""
-    from RootletSegLogic.slicer.child_process import rootletseg_command
+    from RootletSegLogic.slicer.child_command import rootletseg_command
 
     return rootletseg_command(["landmarks", str(input_path), "-o", str(prefix), "--model", str(model),
                                "--device", device, "--overwrite", "--progress", "json"], python)
@@ -31,7 +31,8 @@ def start_landmark_detection(volume_node, model: str = DEFAULT_LANDMARK_MODEL, d
     """Export `volume_node` (world space) and start `rootletseg landmarks` on it; returns the started ChildProcess
     (its temporary folder is removed on failure, on cancel and by `close()`)."""
     from RootletSegLogic.images.atomic import write_image
-    from RootletSegLogic.slicer.child_process import ChildProcess, child_environment
+    from RootletSegLogic.slicer.child_command import child_environment
+    from RootletSegLogic.slicer.child_process import ChildProcess
     from RootletSegLogic.slicer.session import safe_stem
     from RootletSegLogic.slicer.volumes import image_from_volume_node
 

@@ -322,7 +322,7 @@ class PanelSession:
         if self.runner is None:
             return []
         events = self.runner.poll()
-        from RootletSegLogic.slicer.child_process import describe_event
+        from RootletSegLogic.slicer.child_events import describe_event
 
         for event in events:
             if event.get("type") in ("progress", "warning", "log", "error"):
@@ -333,7 +333,7 @@ class PanelSession:
 
     def poll_update(self) -> PollUpdate:
         """`poll`, digested: the last percent and status text of the events, and the "finished" event if it came."""
-        from RootletSegLogic.slicer.child_process import describe_event
+        from RootletSegLogic.slicer.child_events import describe_event
 
         update = PollUpdate(events=self.poll())
         for event in update.events:

@@ -191,11 +191,8 @@ def start_segmentation(
     `rootletseg segment ... --progress json` on it. Returns the started `ChildProcess`; its temporary folder is
     removed on failure, on cancel, and by `close()`. `device` is a value of the CLI's --device option."""
     from RootletSegLogic.images.atomic import write_image
-    from RootletSegLogic.slicer.child_process import (
-        ChildProcess,
-        child_environment,
-        segment_command,
-    )
+    from RootletSegLogic.slicer.child_command import child_environment, segment_command
+    from RootletSegLogic.slicer.child_process import ChildProcess
     from RootletSegLogic.slicer.volumes import image_from_volume_node
 
     image = image_from_volume_node(volume_node)

@@ -18,17 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from RootletSegLogic.slicer.child_process import (
-    ChildProcess,
+from RootletSegLogic.slicer.child_command import (
     child_environment,
-    describe_event,
-    last_error_line,
     package_parent,
-    parse_line,
     python_executable,
     running_inside_slicer,
     segment_command,
 )
+from RootletSegLogic.slicer.child_events import describe_event, last_error_line, parse_line
+from RootletSegLogic.slicer.child_process import ChildProcess
 
 POSIX = os.name != "nt"
 

@@ -383,7 +383,8 @@ def test_model_path_widget_changes_are_stored_unless_written_from_the_parameter_
 def test_poll_update_digests_the_childs_events_and_the_log(tmp_path):
     """A real child process writing the JSON-lines protocol: the last percent and status, the finished event once,
     stderr and progress lines in the log, taken once."""
-    from RootletSegLogic.slicer.child_process import ChildProcess, python_executable
+    from RootletSegLogic.slicer.child_command import python_executable
+    from RootletSegLogic.slicer.child_process import ChildProcess
 
     script = tmp_path / "child.py"
     script.write_text(

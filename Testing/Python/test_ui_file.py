@@ -254,7 +254,7 @@ def test_top_level_imports_are_allowed(tree):
 
 
 def test_names_used_from_the_core_exist(tree):
-    """`child_process.x`, `session.x`, `volumes.x`, `segments.x`, `level_nodes.x`, `dependencies.x` in RootletSeg.py
+    """`child_command.x`, `session.x`, `volumes.x`, `segments.x`, `level_nodes.x`, `dependencies.x` in RootletSeg.py
     exist in the core."""
     modules = {}
     for node in tree.body:
@@ -265,7 +265,7 @@ def test_names_used_from_the_core_exist(tree):
             module = importlib.import_module(node.module)
             for alias in node.names:
                 assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
-    assert set(modules) >= {"child_process", "session", "panel_session", "dependencies"}
+    assert set(modules) >= {"child_command", "session", "panel_session", "dependencies"}
     checked = 0
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
