@@ -12,7 +12,7 @@ Paper method (RootletSeg, DOMAIN.md "Spinal levels from rootlets"):
    taken on the centerline at its S); without a PMJ, along the S axis: `reference_S_mm - S`;
 4. midpoint = mean of the rostral and caudal distances; height = caudal - rostral (>= 0).
 
-Gap-free variants (two definitions; the paper's method leaves gaps and overlaps between levels):
+Gap-free variants (gapless.py; two definitions; the paper's method leaves gaps and overlaps between levels):
 - "gapless" (rostral to next rostral): each level runs from its own rostral bound to the next present level's
   rostral bound; the last level keeps its own caudal bound.
 - "gapless-caudal" (SCT issue 5111's definition, caudal to next caudal): each level runs from the caudal bound of
@@ -26,9 +26,9 @@ when one is given, so that PMJ distances are along S).
 Centerline and distances along it: centerline.py (world RAS mm, extended straight along S beyond the cord, to the
 PMJ when the PMJ lies above the cord). Bounds or discs falling on these extensions get a warning.
 
-Vertebral levels (SCT convention): disc value 2 = C1/C2, ..., 8 = C7/T1, 9 = T1/T2; vertebral level N lies between
-discs N and N+1. Each disc is projected onto the centerline (nearest point in 3-D); its bound S is the S of the
-projected point; distances as for spinal levels; method "discs".
+Vertebral levels (SCT convention, vertebral.py): disc value 2 = C1/C2, ..., 8 = C7/T1, 9 = T1/T2; vertebral level N
+lies between discs N and N+1. Each disc is projected onto the centerline (nearest point in 3-D); its bound S is the S
+of the projected point; distances as for spinal levels; method "discs".
 
 Rootlet label value 1 (C1, or a binary mask): C1 is not a level of the table. A map holding only value 1 is an
 error (a binary rootlet mask has no levels); value 1 beside levels 2..9 is ignored with a warning.
@@ -56,8 +56,11 @@ from RootletSegLogic.levels.centerline import (
     voxel_indices,
 )
 from RootletSegLogic.levels.correspondence import level_overlaps, level_pairings
-from RootletSegLogic.levels.discs import vertebra_name
+from RootletSegLogic.levels.gapless import apply_gapless, apply_gapless_caudal
+from RootletSegLogic.levels.rows import make_row
 from RootletSegLogic.levels.entry_zone import entry_zone_mask
+from RootletSegLogic.levels.vertebral import check_discs, s_axis_origin
+from RootletSegLogic.levels.vertebral import vertebral_rows as vertebral_rows_of
 from RootletSegLogic.levels.types import (
     PMG_VALUE,
     PMJ_VALUE,
@@ -117,13 +120,13 @@ def compute_levels(
 
     progress(ProgressEvent("levels", 2, 4, "centerline"))
     reference, centerline_points = _distance_reference(inputs, voxels, bounds, warnings, distance)  # step 4
-    disc_info = _check_discs(inputs.disc_points, inputs.pmj_ras, reference, has_cord, warnings)
+    disc_info = check_discs(inputs.disc_points, inputs.pmj_ras, reference, has_cord, warnings)
     if not with_pmj:
-        reference.reference_s = _s_axis_origin(bounds, disc_info, centerline_points)
+        reference.reference_s = s_axis_origin(bounds, disc_info, centerline_points)
 
     progress(ProgressEvent("levels", 3, 4, "levels"))
     spinal_rows = _spinal_rows(bounds, reference, rows_method, method, has_cord, with_pmj, warnings)  # step 5
-    vertebral_rows = _vertebral_rows(disc_info, reference, with_pmj, warnings)
+    vertebral_rows = vertebral_rows_of(disc_info, reference, with_pmj, warnings)
     overlaps = level_overlaps(spinal_rows, vertebral_rows)
     pairings = level_pairings(spinal_rows, vertebral_rows)
     centerline = _centerline_with_distances(reference) if centerline_points is not None else None
@@ -160,7 +163,7 @@ def _checked_inputs(rootlets: sitk.Image, cord: Optional[sitk.Image], discs: Opt
     """Check the rootlets, then the PMJ, then the cord (the first problem found is the one reported).
 
     The PMJ (50) and PMG (49) points are taken out of the discs here; the discs themselves are checked once the
-    distance reference exists (`_check_discs`), since their order is judged on it.
+    distance reference exists (`vertebral.check_discs`), since their order is judged on it.
     """
     geometry = GridGeometry(rootlets)
     rootlets_zyx = sitk.GetArrayViewFromImage(rootlets)
@@ -326,77 +329,6 @@ def _vertical_line_through_rootlets(geometry: GridGeometry, voxels: _LevelVoxels
     return np.array([[r, a, float(voxels.s_mm.max())], [r, a, float(voxels.s_mm.min())]])
 
 
-DISC_FAR_FROM_CORD_MM = 40.0  # disc points (posterior disc tips or centres) lie well within this of the centerline
-
-
-def _check_discs(disc_points: List[DiscPoint], pmj_ras, reference: DistanceReference, has_cord: bool,
-                 warnings: List[str]) -> dict:
-    """{value: {"S": projected S, "arc": arc, "ras": projected point}} after the order checks."""
-    from RootletSegLogic.levels.discs import disc_name
-
-    seen: Dict[int, DiscPoint] = {}
-    for disc in disc_points:
-        value = int(disc.value)
-        if value in seen:
-            raise UserError(f"Disc {disc_name(value)} (value {value}) is given twice: keep one point per disc.")
-        if value < 1:
-            raise UserError(f"Disc value {value} is not an SCT disc label (1 = C1 top, 2 = C1/C2, 3 = C2/C3, ...).")
-        position = tuple(float(v) for v in disc.position_ras)
-        if len(position) != 3 or not np.all(np.isfinite(position)):
-            raise UserError(f"Disc {disc_name(value)} has no valid position: give three RAS coordinates in mm.")
-        seen[value] = disc
-    ordered = sorted(seen)
-    for upper, lower in zip(ordered, ordered[1:]):
-        s_up, s_low = seen[upper].position_ras[2], seen[lower].position_ras[2]
-        if s_low >= s_up:
-            raise UserError(
-                f"Discs are out of anatomical order: {disc_name(lower)} (S = {s_low:.1f} mm) is not below "
-                f"{disc_name(upper)} (S = {s_up:.1f} mm); check the disc labels."
-            )
-    if pmj_ras is not None and ordered:
-        first = seen[ordered[0]]
-        if pmj_ras[2] < first.position_ras[2] - POSITION_TOLERANCE_MM:
-            raise UserError(
-                f"The PMJ (S = {pmj_ras[2]:.1f} mm) lies below the first disc {disc_name(first.value)} "
-                f"(S = {first.position_ras[2]:.1f} mm): the PMJ is above all discs, check the PMJ and disc points."
-            )
-    info: Dict[int, dict] = {}
-    beyond, far = [], []
-    for value in ordered:
-        arc, point = reference.project(seen[value].position_ras)
-        if reference.on_extension(arc):
-            beyond.append(disc_name(value))
-        distance = float(np.linalg.norm(np.asarray(seen[value].position_ras, float) - np.asarray(point, float)))
-        if has_cord and distance > DISC_FAR_FROM_CORD_MM:
-            far.append((disc_name(value), distance))
-        info[value] = {"S": point[2], "arc": arc, "ras": point}
-    if far:
-        # Real disc points lie within a few cm of the cord; much farther is usually points written in LPS but read
-        # as RAS (or the reverse), which flips them to the other side of the head-foot axis.
-        shown = ", ".join(f"{name} ({distance:.0f} mm)" for name, distance in far)
-        warnings.append(
-            f"Disc point(s) {shown} lie far from the cord (more than {DISC_FAR_FROM_CORD_MM:.0f} mm): check that the "
-            "points are on this image and that their frame (RAS or LPS) is the one stated."
-        )
-    arcs = [info[v]["arc"] for v in ordered]
-    if any(b < a for a, b in zip(arcs, arcs[1:])):
-        warnings.append("After projection onto the centerline some discs are out of order: check the disc points.")
-    if beyond and has_cord:  # without a cord every distance is along S: there is no cord end to go beyond
-        warnings.append(
-            f"Disc(s) {', '.join(beyond)} project beyond the ends of the cord mask: their positions are extended "
-            f"straight along S."
-        )
-    return info
-
-
-def _s_axis_origin(bounds: Dict[int, dict], disc_info: dict, centerline_points: Optional[np.ndarray]) -> float:
-    """World S (mm) where S-axis distances (no PMJ) are 0: the highest level bound, disc or cord point."""
-    candidates = [b["rostral_S"] for b in bounds.values()] + [d["S"] for d in disc_info.values()]
-    if centerline_points is not None:
-        candidates.append(float(centerline_points[0, 2]))
-    return float(max(candidates))
-
-
 def _centerline_with_distances(reference: DistanceReference) -> Centerline:
     """The cord part of the reference line (no extensions, the PMJ when prepended), with each point's distance."""
     pts = reference.points[reference.top_index:reference.bottom_index + 1]
@@ -417,7 +349,7 @@ def _spinal_rows(bounds: Dict[int, dict], reference: DistanceReference, rows_met
         if reference.on_extension(r_arc) or reference.on_extension(c_arc):
             spinal_ext.append(SPINAL_LEVEL_NAMES[value])
         spinal_rows.append(
-            _make_row("spinal", SPINAL_LEVEL_NAMES[value], value, b["rostral_S"], b["caudal_S"], r_arc, c_arc,
+            make_row("spinal", SPINAL_LEVEL_NAMES[value], value, b["rostral_S"], b["caudal_S"], r_arc, c_arc,
                       reference, b["n"], rows_method, with_pmj)
         )
     if spinal_ext and has_cord:
@@ -426,97 +358,10 @@ def _spinal_rows(bounds: Dict[int, dict], reference: DistanceReference, rows_met
             f"positions are extended straight along S" + (" (toward the PMJ)." if with_pmj else ".")
         )
     if method != "paper":
-        (_apply_gapless if method == "gapless" else _apply_gapless_caudal)(spinal_rows, reference, with_pmj, warnings)
+        (apply_gapless if method == "gapless" else apply_gapless_caudal)(spinal_rows, reference, with_pmj, warnings)
         if not has_cord:
             warnings.append("Gapless bounds were applied to the rootlets-only levels.")
     mids = [row.midpoint_distance_mm for row in spinal_rows]
     if any(b < a - POSITION_TOLERANCE_MM for a, b in zip(mids, mids[1:])):  # float noise is not disorder
         warnings.append("Spinal levels are not in rostro-caudal order (a lower level's midpoint lies above a higher one's).")
     return spinal_rows
-
-
-def _vertebral_rows(disc_info: dict, reference: DistanceReference, with_pmj: bool,
-                    warnings: List[str]) -> List[LevelRow]:
-    """Vertebral level N between discs N and N+1 (projected onto the centerline), for each such pair given."""
-    vertebral_rows: List[LevelRow] = []
-    for value in sorted(disc_info):
-        if value + 1 not in disc_info:
-            continue
-        top, bottom = disc_info[value], disc_info[value + 1]
-        vertebral_rows.append(
-            _make_row("vertebral", vertebra_name(value), value, top["S"], bottom["S"], top["arc"], bottom["arc"],
-                      reference, 0, "discs", with_pmj)
-        )
-    if disc_info and not vertebral_rows:
-        warnings.append("No two consecutive discs were given: no vertebral level could be computed.")
-    return vertebral_rows
-
-
-def _make_row(level_type, name, value, rostral_s, caudal_s, r_arc, c_arc, reference: DistanceReference, n_voxels,
-              method, with_pmj) -> LevelRow:
-    d_r = reference.distance_of_arc(r_arc, rostral_s)
-    d_c = reference.distance_of_arc(c_arc, caudal_s)
-    mid = 0.5 * (d_r + d_c)
-    mid_arc = 0.5 * (r_arc + c_arc) if reference.reference_s is None else float(
-        reference.arc_at_s(reference.reference_s - mid))
-    return LevelRow(
-        level_type=level_type,
-        level=name,
-        label_value=int(value),
-        rostral_S_mm=float(rostral_s),
-        caudal_S_mm=float(caudal_s),
-        height_mm=float(max(0.0, d_c - d_r)),
-        rostral_pmj_mm=d_r if with_pmj else None,
-        caudal_pmj_mm=d_c if with_pmj else None,
-        midpoint_pmj_mm=mid if with_pmj else None,
-        rostral_ras=reference.point_at_arc(r_arc),
-        caudal_ras=reference.point_at_arc(c_arc),
-        midpoint_ras=reference.point_at_arc(mid_arc),
-        n_voxels=int(n_voxels),
-        method=method,
-        rostral_distance_mm=d_r,
-        caudal_distance_mm=d_c,
-        midpoint_distance_mm=mid,
-    )
-
-
-def _apply_gapless(rows: List[LevelRow], reference: DistanceReference, with_pmj: bool, warnings: List[str]) -> None:
-    """Each level's caudal bound becomes the next row's rostral bound (rows sorted by level value)."""
-    originals = [(row.rostral_S_mm, row.rostral_distance_mm, row.rostral_ras) for row in rows]
-    for row, nxt in zip(rows, originals[1:]):
-        s, d, ras = nxt
-        if d < row.rostral_distance_mm:
-            warnings.append(f"Gapless: the next level's rostral bound lies above {row.level}'s; {row.level} keeps height 0.")
-            s, d, ras = row.rostral_S_mm, row.rostral_distance_mm, row.rostral_ras
-        row.caudal_S_mm, row.caudal_distance_mm, row.caudal_ras = float(s), float(d), ras
-        _update_midpoint(row, reference, with_pmj)
-
-
-def _apply_gapless_caudal(rows: List[LevelRow], reference: DistanceReference, with_pmj: bool,
-                          warnings: List[str]) -> None:
-    """SCT issue 5111: each level's rostral bound becomes the previous row's caudal bound (rows sorted by level)."""
-    originals = [(row.caudal_S_mm, row.caudal_distance_mm, row.caudal_ras) for row in rows]
-    for row, previous in zip(rows[1:], originals):
-        s, d, ras = previous
-        if d > row.caudal_distance_mm:
-            warnings.append(f"Gapless (caudal): the level above ends below {row.level}'s caudal bound; {row.level} "
-                            "keeps its own rostral bound.")
-            continue
-        row.rostral_S_mm, row.rostral_distance_mm, row.rostral_ras = float(s), float(d), ras
-        _update_midpoint(row, reference, with_pmj)
-        if with_pmj:
-            row.rostral_pmj_mm = row.rostral_distance_mm
-
-
-def _update_midpoint(row: LevelRow, reference: DistanceReference, with_pmj: bool) -> None:
-    """Height, midpoint distance and midpoint point of a row whose bounds were moved."""
-    row.height_mm = float(max(0.0, row.caudal_distance_mm - row.rostral_distance_mm))
-    row.midpoint_distance_mm = 0.5 * (row.rostral_distance_mm + row.caudal_distance_mm)
-    if reference.reference_s is None:
-        row.midpoint_ras = reference.point_at_arc(row.midpoint_distance_mm + reference.arc_origin)
-    else:
-        row.midpoint_ras = reference.point_at_arc(
-            float(reference.arc_at_s(reference.reference_s - row.midpoint_distance_mm)))
-    if with_pmj:
-        row.caudal_pmj_mm = row.caudal_distance_mm
-        row.midpoint_pmj_mm = row.midpoint_distance_mm
