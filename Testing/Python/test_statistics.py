@@ -11,15 +11,14 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from level_results import synthetic_result
 
+from RootletSegLogic.analysis.agreement import bland_altman, normalise_by_height
 from RootletSegLogic.analysis.bland_altman import (
     EXTRA_PAIRING,
     PAPER_PAIRINGS_ONLY,
     STATS_COLUMNS,
     SubjectLevels,
-    bland_altman,
     group_bland_altman,
     load_subjects,
-    normalise_by_height,
     read_heights,
     stats_tsv,
     subject_id_from_path,
