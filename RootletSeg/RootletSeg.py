@@ -27,7 +27,7 @@ def _coreFolder() -> Path:
 if str(_coreFolder()) not in sys.path:
     sys.path.insert(0, str(_coreFolder()))
 
-from RootletSegLogic.slicer import child_command, dependencies, panel_session, session  # noqa: E402
+from RootletSegLogic.slicer import child_command, dependencies, panel_session, self_test, session  # noqa: E402
 from RootletSegLogic.slicer.session import Contrast, Device, LevelMethod, ModelChoice  # noqa: E402
 
 SETTINGS = "RootletSeg/"
@@ -344,7 +344,7 @@ class RootletSegTest(ScriptedLoadableModuleTest):
         self.test_DemoModelOnPhantom()
 
     def test_DemoModelOnPhantom(self):
-        summary = panel_session.demo_self_test(slicer.mrmlScene, RootletSegModuleLogic().getParameterNode(),
-                                               python=child_command.python_executable())
+        summary = self_test.demo_self_test(slicer.mrmlScene, RootletSegModuleLogic().getParameterNode(),
+                                           python=child_command.python_executable())
         self.assertTrue(summary.startswith("Done") and "spinal" in summary, summary)
         self.delayDisplay("Test passed")

@@ -1,5 +1,13 @@
-"""The Slicer panel's logic without Qt: Apply (export the volume, run the child, load the result), level updates and
-their summary text, exports with one provenance, scene-close reset, disc placement naming, the GUI-sync guard.
+"""The Slicer panel's logic without Qt, as one `PanelSession` per panel and scene: Apply (export the volume, run the
+child, load the result), level updates and their summary text, disc placement naming, scene-close reset; it keeps
+the run and the level result and hands the rest to one module per job:
+
+- `slicer/panel_state.py`: what the widgets show (enabled, tooltips, export buttons);
+- `slicer/gui_sync.py`: the GUI-sync guard and the cord selector (re-exported here for RootletSeg.py);
+- `slicer/loaded_result.py`: the result as loaded (level segments, model record, were they edited);
+- `slicer/level_observation.py`: the VTK observers that trigger a level update after an edit;
+- `slicer/panel_exports.py`: the exports and "Export all" with one provenance;
+- `slicer/self_test.py`: the module's self-test.
 
 `RootletSeg/RootletSeg.py` keeps only the widget wiring and calls a `PanelSession`. Everything here runs on a real
 MRML scene (desktop Slicer, or the slicer-core wheel in Testing/Python/test_panel_session.py).
@@ -11,50 +19,26 @@ levelTable (see `RootletSegParameterNode` in RootletSeg.py).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
 from RootletSegLogic.errors import UserError
+from RootletSegLogic.slicer import loaded_result, panel_exports
+from RootletSegLogic.slicer import panel_state as widget_state
 from RootletSegLogic.slicer import session as panel
-
-MODEL_ATTRIBUTE = "RootletSeg.Model"
-"""Segmentation node attribute: the model record of the run that made its level segments (JSON, from the sidecar)."""
-LABELS_ATTRIBUTE = "RootletSeg.LoadedLabelsSha256"
-"""Segmentation node attribute: digest of the level label map as loaded, to tell whether the user edited it."""
+from RootletSegLogic.slicer.gui_sync import GuiGuard, cord_from_selector, show_cord_in_selector  # noqa: F401
+from RootletSegLogic.slicer.level_observation import LevelInputObservers, level_observation_targets
+from RootletSegLogic.slicer.panel_exports import choice_value
+from RootletSegLogic.slicer.panel_state import EXPORT_BUTTONS, RUN_LOCKED_WIDGETS, PanelState  # noqa: F401
 
 LEVEL_UPDATE_DELAY_MS = 500
 """Live level updates wait for this pause after the last edit of a level input (the panel's single-shot timer)."""
 POLL_INTERVAL_MS = 100
 """How often the panel polls the running child process."""
 
-LEVEL_EXPORT_KINDS = ("table_tsv", "table_csv", "planning_json", "markups")
-EXPORT_ALL_KINDS = ("labelmap", "segmentation", "table_tsv", "table_csv", "planning_json", "markups")
-EXPORT_BUTTONS = {"labelmap": "exportLabelmapButton", "segmentation": "exportSegmentationButton",
-                  "table_tsv": "exportTableTsvButton", "table_csv": "exportTableCsvButton",
-                  "planning_json": "exportPlanningJsonButton", "markups": "exportMarkupsButton"}
-"""Export kind -> its button in Resources/UI/RootletSeg.ui (Testing/Python/test_ui_file.py checks the names)."""
-RUN_LOCKED_WIDGETS = ("inputVolumeSelector", "modelComboBox", "deviceComboBox", "ttaCheckBox",
-                      "outputSegmentationSelector", "detectLandmarksCheckBox")
-"""Widgets disabled while a segmentation runs."""
 REMEMBERED_CHOICES = ("Model", "ModelPath", "Device")
 """Settings keys (under "RootletSeg/") of the choices of the last Apply, restored on a fresh parameter node."""
-
-
-@dataclass
-class PanelState:
-    """What the panel's widgets show for the current parameters and run (the panel only copies it into widgets)."""
-
-    running: bool
-    apply_problem: Optional[str]  # why Apply cannot run (its tooltip), None when it can
-    apply_tooltip: str
-    model_path_enabled: bool
-    export_enabled: Dict[str, bool]
-    chart_enabled: bool
-    export_all_enabled: bool
 
 
 @dataclass
@@ -65,52 +49,6 @@ class PollUpdate:
     status: str = ""
     finished: Optional[dict] = None  # the "finished" event, once
     events: List[dict] = field(default_factory=list)
-
-
-class GuiGuard:
-    """Set while parameter values are written into widgets: widget signals fired by those writes (for example
-    `qMRMLSegmentSelectorWidget.setCurrentNode` emitting currentNodeChanged with its first segment) must not be
-    written back into the parameter node."""
-
-    def __init__(self):
-        self._depth = 0
-
-    @property
-    def active(self) -> bool:
-        return self._depth > 0
-
-    @contextlib.contextmanager
-    def writing_gui(self):
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-
-
-def show_cord_in_selector(params, selector, guard: GuiGuard) -> None:
-    """Parameter node -> segment selector (node, then segment), with signals from the selector ignored."""
-    with guard.writing_gui():
-        if selector.currentNode() is not params.cordSegmentation:
-            selector.setCurrentNode(params.cordSegmentation)
-        if params.cordSegmentId and selector.currentSegmentID() != params.cordSegmentId:
-            selector.setCurrentSegmentID(params.cordSegmentId)
-
-
-def cord_from_selector(params, selector, guard: GuiGuard) -> bool:
-    """Segment selector -> parameter node, for a change the user made; False (nothing written) while the GUI is being
-    written from the parameter node."""
-    if guard.active:
-        return False
-    params.cordSegmentation = selector.currentNode()
-    params.cordSegmentId = selector.currentSegmentID() or ""
-    return True
-
-
-def _labels_digest(label_image) -> str:
-    import SimpleITK as sitk
-
-    return hashlib.sha256(sitk.GetArrayViewFromImage(label_image).tobytes()).hexdigest()
 
 
 class PanelSession:
@@ -129,8 +67,7 @@ class PanelSession:
         self.pending_point_label: Optional[str] = None
         self.log_lines: List[str] = []
         self.guard = GuiGuard()
-        self._observed_ids: Optional[List[str]] = None
-        self._observers: list = []  # (observed vtk object, observer tag)
+        self._level_observers = LevelInputObservers()
 
     # ------------------------------------------------------------------------------------------- panel state
     def initialize(self, stored: Optional[Mapping[str, Optional[str]]] = None) -> None:
@@ -164,31 +101,12 @@ class PanelSession:
         return True
 
     def panel_state(self) -> PanelState:
-        p = self.params
-        running = self.running
-        problem = None if running else panel.apply_problem(p.inputVolume is not None, p.model, p.modelPath)
-        has_segments = p.outputSegmentation is not None
-        return PanelState(
-            running=running, apply_problem=problem,
-            apply_tooltip=problem or ("Stop the segmentation" if running else "Segment the rootlets"),
-            model_path_enabled=p.model == panel.ModelChoice.local,
-            export_enabled={kind: self.has_level_result if kind in LEVEL_EXPORT_KINDS else has_segments
-                            for kind in EXPORT_ALL_KINDS},
-            chart_enabled=self.has_level_result, export_all_enabled=has_segments and not running)
+        return widget_state.panel_state(self.params, self.running, self.has_level_result)
 
     def widget_states(self) -> Dict[str, Dict[str, object]]:
         """{widget name in the .ui: {Qt property: value}}: what the panel copies into its widgets for the current
         parameters and run (Apply's text, translated, stays in the panel)."""
-        state = self.panel_state()
-        states = {name: {"enabled": not state.running} for name in RUN_LOCKED_WIDGETS}
-        states.update({name: {"enabled": state.export_enabled[kind]} for kind, name in EXPORT_BUTTONS.items()})
-        states["applyButton"] = {"enabled": state.apply_problem is None, "toolTip": state.apply_tooltip}
-        states["modelPathLineEdit"] = {"enabled": state.model_path_enabled, "currentPath": self.params.modelPath or ""}
-        states["modelFolderButton"] = {"enabled": state.model_path_enabled}
-        states["showChartButton"] = {"enabled": state.chart_enabled}
-        states["exportAllButton"] = {"enabled": state.export_all_enabled}
-        states["detectLandmarksButton"] = {"enabled": not state.running and self.params.inputVolume is not None}
-        return states
+        return widget_state.widget_states(self.params, self.panel_state())
 
     def model_path_from_widget(self, path: str) -> bool:
         """The model path widget changed: store a change the user made (not one written from the parameter node)."""
@@ -201,25 +119,12 @@ class PanelSession:
         """Observe the level inputs (`level_observation_targets`, each once) with VTK observers: segment edits and
         point moves/removals call `on_edit(caller, event)`, a placed point `on_placed(caller, event)`. Nothing is
         done when the targets are those already observed; returns whether the observers were replaced."""
-        from RootletSegLogic.slicer.volumes import import_slicer
-
         nodes = self.level_observation_targets() if self.params is not None else []
-        ids = [node.GetID() for node in nodes]
-        if ids == self._observed_ids:
-            return False
-        self.stop_observing()
-        self._observed_ids = ids
-        for observed, event, what in level_observations(nodes, import_slicer()):
-            callback = on_placed if what == "placed" else on_edit
-            tag = observed.AddObserver(event, lambda caller, event_id, call=callback: call(caller, event_id))
-            self._observers.append((observed, tag))
-        return True
+        return self._level_observers.observe(nodes, on_edit, on_placed)
 
     def stop_observing(self) -> None:
         """Remove the observers of `observe_level_inputs`."""
-        for observed, tag in self._observers:
-            observed.RemoveObserver(tag)
-        self._observers, self._observed_ids = [], None
+        self._level_observers.stop()
 
     def show_3d(self, show: bool) -> bool:
         """Show (making the closed surfaces) or hide the output segmentation in 3D views; False when there is none."""
@@ -262,13 +167,7 @@ class PanelSession:
     def level_observation_targets(self) -> list:
         """The objects whose edits trigger a level update, each once: the output segmentation and the cord's
         segmentation (the same node when the cord is a segment of the output), the disc point list."""
-        p = self.params
-        targets, seen = [], set()
-        for node in (p.outputSegmentation, p.cordSegmentation, p.discs):
-            if node is not None and node.GetID() not in seen:
-                seen.add(node.GetID())
-                targets.append(node)
-        return targets
+        return level_observation_targets(self.params)
 
     # ------------------------------------------------------------------------------------------- apply
     def start(self, model: str, device: str = "auto", tta: bool = False):
@@ -379,39 +278,12 @@ class PanelSession:
     def load_result(self, label_path) -> int:
         """Show a CLI label map (and its sidecar's model record) as level segments of the output segmentation
         (made here when none is chosen); user segments are kept. Returns the number of level segments."""
-        from RootletSegLogic import naming
-        from RootletSegLogic.provenance import model_record_from_sidecar
-
-        p = self.params
-        label_image = panel.read_label_file(label_path, what="rootlet segmentation")
-        try:
-            model = model_record_from_sidecar(naming.sidecar_path(label_path))
-        except UserError:
-            model = None
-        if p.outputSegmentation is None:
-            p.outputSegmentation = self.scene.AddNewNodeByClass(
-                "vtkMRMLSegmentationNode", p.inputVolume.GetName() + " rootlets")
-        from RootletSegLogic.slicer.segments import show_level_segments
-
-        ids = show_level_segments(p.outputSegmentation, label_image, p.inputVolume)
-        p.outputSegmentation.SetAttribute(MODEL_ATTRIBUTE, json.dumps(model) if model else "")
-        p.outputSegmentation.SetAttribute(LABELS_ATTRIBUTE, _labels_digest(label_image))
-        return len(ids)
+        return loaded_result.load_result(self.scene, self.params, label_path)
 
     def level_segments_edited(self) -> bool:
         """True when the level segments of the output segmentation differ from what the last run loaded (the user
         edited them): re-running Apply would replace those edits, so the panel asks first."""
-        p = self.params
-        node = p.outputSegmentation
-        if node is None or p.inputVolume is None or not node.GetAttribute(LABELS_ATTRIBUTE):
-            return False
-        from RootletSegLogic.slicer.segments import label_image_from_segments
-
-        try:
-            current = label_image_from_segments(node, p.inputVolume)
-        except UserError:
-            return True  # the level segments were deleted or renamed
-        return _labels_digest(current) != node.GetAttribute(LABELS_ATTRIBUTE)
+        return loaded_result.level_segments_edited(self.params)
 
     # ------------------------------------------------------------------------------------------- levels
     def update_levels(self) -> str:
@@ -423,7 +295,7 @@ class PanelSession:
             raise UserError("No level segments yet: run the segmentation first.")
         try:
             result = panel.compute_scene_levels(p.outputSegmentation, p.inputVolume, p.cordSegmentation,
-                                                p.cordSegmentId, p.discs, _value(p.levelMethod))
+                                                p.cordSegmentId, p.discs, choice_value(p.levelMethod))
         except UserError:
             self.clear_results()
             raise
@@ -510,110 +382,30 @@ class PanelSession:
 
     # ------------------------------------------------------------------------------------------- exports
     def provenance(self) -> dict:
-        """One provenance for every level export: the model record from the segmentation's sidecar (kept on the
-        segmentation node when the result was loaded), the contrast and the level method."""
-        from RootletSegLogic.provenance import level_provenance
-
-        p = self.params
-        model = None
-        text = p.outputSegmentation.GetAttribute(MODEL_ATTRIBUTE) if p.outputSegmentation is not None else None
-        if text:
-            model = json.loads(text)
-        inputs = {"volume": {"node": p.inputVolume.GetName() if p.inputVolume is not None else ""}}
-        record = level_provenance(inputs, _value(p.levelMethod), model)
-        record["contrast"] = _value(p.contrast)
-        return record
+        """One provenance for every level export (`panel_exports.export_provenance`)."""
+        return panel_exports.export_provenance(self.params)
 
     def export(self, kind: str, path, overwrite: bool = False) -> Path:
         """Write one export to `path` (the suffix of `kind` must already be on it: see `session.export_path`).
         Level exports are refused when there is no current level result."""
-        p = self.params
-        if kind == "labelmap":
-            return panel.export_label_map(p.outputSegmentation, p.inputVolume, path, overwrite=overwrite)
-        if kind == "segmentation":
-            return panel.export_segmentation(p.outputSegmentation, path, overwrite=overwrite)
-        if kind not in LEVEL_EXPORT_KINDS:
-            raise ValueError(f"unknown export kind {kind!r}")
-        if self.level_result is None:
-            raise UserError("There is no current level result to export: update the levels first.")
-        written = panel.export_level_outputs(self.level_result, kind, path, overwrite=overwrite,
-                                             provenance=self.provenance())
-        if kind == "markups":
-            from RootletSegLogic.slicer.level_nodes import level_bound_markups
-
-            level_bound_markups(self.scene, self.level_result)
-        return written
+        return panel_exports.export_output(self.scene, self.params, self.level_result, kind, path, overwrite)
 
     def default_export_name(self, kind: str) -> str:
         """The file name of export `kind` made from the input volume's name (what the save dialog proposes)."""
-        name = self.params.inputVolume.GetName() if self.params.inputVolume is not None else "rootlets"
-        return panel.export_filename(name, kind)
+        return panel_exports.default_export_name(self.params, kind)
 
     def default_export_path(self, folder, kind: str) -> Path:
         return Path(folder) / self.default_export_name(kind)
 
     def export_all_paths(self, folder) -> Dict[str, Path]:
         """The files "Export all" writes into `folder`, named after the input volume."""
-        kinds = EXPORT_ALL_KINDS if self.level_result is not None else EXPORT_ALL_KINDS[:2]
-        return {kind: self.default_export_path(folder, kind) for kind in kinds}
+        return panel_exports.export_all_paths(self.params, self.level_result is not None, folder)
 
     def existing_export_all_paths(self, folder) -> List[Path]:
         """The files of "Export all" into `folder` that exist already (replacing them needs a confirmation)."""
-        return [path for path in self.export_all_paths(folder).values() if path.exists()]
+        return panel_exports.existing_export_all_paths(self.params, self.level_result is not None, folder)
 
     def export_all(self, folder, overwrite: bool = False) -> Dict[str, Path]:
         """Label map, .seg.nrrd and (with a level result) TSV, CSV, planning JSON and markups into `folder`.
         Checks every target first: nothing is written when one exists and `overwrite` is False."""
-        from RootletSegLogic.images.atomic import check_outputs
-
-        if self.params.outputSegmentation is None:
-            raise UserError("There are no level segments to export: run the segmentation first.")
-        paths = self.export_all_paths(folder)
-        check_outputs(paths.values(), overwrite)
-        return {kind: self.export(kind, path, overwrite=overwrite) for kind, path in paths.items()}
-
-
-def _value(choice) -> str:
-    return getattr(choice, "value", choice)
-
-
-def level_observations(nodes, slicer_module) -> list:
-    """(object to observe, event, what) for the level inputs: segment edits of segmentations ("edit"), moves and
-    removals of points ("edit"), a placed point ("placed")."""
-    segmentation, markups = slicer_module.vtkSegmentation, slicer_module.vtkMRMLMarkupsNode
-    observations = []
-    for node in nodes:
-        if node.IsA("vtkMRMLSegmentationNode"):
-            for event in (segmentation.SourceRepresentationModified, segmentation.SegmentAdded,
-                          segmentation.SegmentRemoved, segmentation.SegmentModified):
-                observations.append((node.GetSegmentation(), event, "edit"))
-        else:
-            observations += [(node, markups.PointModifiedEvent, "edit"), (node, markups.PointRemovedEvent, "edit"),
-                             (node, markups.PointPositionDefinedEvent, "placed")]
-    return observations
-
-
-def demo_self_test(scene, params, python: Optional[str] = None, timeout_s: float = 900) -> str:
-    """The module's self-test: load the phantom, find its cord and discs with demo-spine and segment it with the demo
-    model on CPU through the panel's Apply-with-detection path, load the results and compute the levels. Returns
-    the status and level summary; skipped without torch/nnunetv2."""
-    import unittest
-
-    from RootletSegLogic.slicer.dependencies import missing_packages
-
-    missing = missing_packages()
-    if missing:
-        raise unittest.SkipTest(f"{', '.join(missing)} not installed: press Apply once in the module to install them.")
-    params.inputVolume = panel.load_phantom(scene)
-    run = PanelSession(scene, params, python=python)
-    run.start_detection("demo-spine", "cpu", then_segment=("demo", "cpu", False))  # Apply with detection
-    statuses = []
-    while run.runner is not None:
-        try:
-            events = run.runner.wait(timeout=timeout_s)
-        except TimeoutError:
-            run.runner.cancel()
-            run.scene_closing()
-            raise UserError(f"The demo run did not finish within {timeout_s:g} s: see the log.") from None
-        statuses.append(run.finish([event for event in events if event.get("type") == "finished"][-1]))
-    return statuses[-1] + "\n" + run.update_levels()
+        return panel_exports.export_all(self.scene, self.params, self.level_result, folder, overwrite)

@@ -21,11 +21,8 @@ import slicer  # noqa: F401  (slicer-core, a test dependency)
 from RootletSegLogic.errors import UserError
 from RootletSegLogic.images.atomic import write_image, write_text
 from RootletSegLogic.slicer import session as panel
-from RootletSegLogic.slicer.panel_session import (
-    PanelSession,
-    cord_from_selector,
-    show_cord_in_selector,
-)
+from RootletSegLogic.slicer.gui_sync import cord_from_selector, show_cord_in_selector
+from RootletSegLogic.slicer.panel_session import PanelSession
 from RootletSegLogic.slicer.session import Contrast, LevelMethod
 
 
@@ -297,7 +294,7 @@ def test_cord_mask_files_load_as_segmentations(core, phantom, tmp_path):
 
 def test_run_plan_uses_the_installers_and_level_observations_cover_the_inputs(core, phantom, tmp_path, monkeypatch):
     from RootletSegLogic.slicer import dependencies
-    from RootletSegLogic.slicer.panel_session import level_observations
+    from RootletSegLogic.slicer.level_observation import level_observations
 
     plan = dependencies.install_plan(["torch", "nnunetv2"], True, nnunet_extension_available=True)
     done = []
@@ -321,7 +318,7 @@ def _fresh_params(**values):
 def test_widget_states_follow_the_parameters_and_the_run(core, phantom, tmp_path):
     """What `_onParameterNodeModified` copies into the widgets: Apply disabled with its reason as tooltip, the model
     path widgets only for a local model, exports by what exists, inputs locked while a run is going on."""
-    from RootletSegLogic.slicer.panel_session import EXPORT_BUTTONS, RUN_LOCKED_WIDGETS
+    from RootletSegLogic.slicer.panel_state import EXPORT_BUTTONS, RUN_LOCKED_WIDGETS
     from RootletSegLogic.slicer.session import ModelChoice
 
     empty = PanelSession(core.scene, _fresh_params()).widget_states()
@@ -491,16 +488,16 @@ def test_start_chosen_refuses_a_missing_local_model(core, phantom):
 def test_the_modules_self_test_skips_without_torch(core, monkeypatch):
     import unittest
 
-    from RootletSegLogic.slicer import dependencies, panel_session
+    from RootletSegLogic.slicer import dependencies, self_test
 
     monkeypatch.setattr(dependencies, "missing_packages", lambda: ["torch", "nnunetv2"])
     with pytest.raises(unittest.SkipTest, match="torch, nnunetv2 not installed"):
-        panel_session.demo_self_test(core.scene, _fresh_params())
+        self_test.demo_self_test(core.scene, _fresh_params())
 
 
 def test_the_modules_self_test_runs_the_demo_model_through_the_apply_path(core):
     """RootletSegTest's body: phantom, demo model in a child process, result as level segments, levels (a few s)."""
-    from RootletSegLogic.slicer.panel_session import demo_self_test
+    from RootletSegLogic.slicer.self_test import demo_self_test
 
     params = _fresh_params()
     summary = demo_self_test(core.scene, params, timeout_s=300)

@@ -171,7 +171,8 @@ def test_widgets_named_by_the_session_exist_with_the_properties_it_sets(ui_root)
     must exist in the .ui, with the class expected, and every property the session sets must belong to that class."""
     from types import SimpleNamespace
 
-    from RootletSegLogic.slicer.panel_session import EXPORT_BUTTONS, RUN_LOCKED_WIDGETS, PanelSession
+    from RootletSegLogic.slicer.panel_session import PanelSession
+    from RootletSegLogic.slicer.panel_state import EXPORT_BUTTONS, RUN_LOCKED_WIDGETS
 
     widgets = _widgets(ui_root)
     params = SimpleNamespace(inputVolume=None, model=session.ModelChoice.local, modelPath="", device=session.Device.auto,
