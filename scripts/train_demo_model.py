@@ -1,27 +1,36 @@
 #!/usr/bin/env python
 """Train the small demo nnU-Net v2 model on synthetic phantoms, reproducibly, on CPU; print per-level Dice.
 
-    .venv/bin/python scripts/train_demo_model.py                      # train + evaluate, writes RootletSegLogic/synthetic/models/demo
-    .venv/bin/python scripts/train_demo_model.py --evaluate-only      # evaluate the committed model
+    .venv/bin/python scripts/train_demo_model.py --out /tmp/demo          # train + evaluate
+    .venv/bin/python scripts/train_demo_model.py --evaluate-only          # evaluate the committed model
 
-What it writes (`--out`, default RootletSegLogic/synthetic/models/demo) is an nnU-Net v2 trained-model folder as SCT loads it:
-`nnUNetTrainer__nnUNetPlans__3d_fullres/{dataset.json, plans.json, fold_all/checkpoint_final.pth}`.
+What it writes (`--out`, required for training) is an nnU-Net v2 trained-model folder as SCT loads it: `nnUNetTrainer__nnUNetPlans__3d_fullres/{dataset.json, plans.json, fold_all/checkpoint_final.pth}`.
 
-- plans.json: one `3d_fullres` configuration, PlainConvUNet with features 8..64 over 6 stages, spacing = phantom
-  spacing (1 mm), patch size (128, 48, 48) (z, y, x) = the whole default phantom, so the network sees every level at
-  once and can count them from the top; ZScoreNormalization; transpose_forward/backward [0, 1, 2].
+The model must work on any field of view and spacing (a default 48x48x128 mm phantom, a 51x256x256 mm sagittal
+one at 0.8 mm, crops around the cord), so it cannot learn where the levels lie in the image: it has to find them
+from the anatomy (the levels are counted down from the pontomedullary junction, which every patch holds).
+- plans.json: one `3d_fullres` configuration, PlainConvUNet with features 8..64 over 6 stages, spacing 1 mm,
+  patch (z, y, x) = (192, 48, 48) voxels: 192 mm S-I holds PMJ..T1 (about 110 mm) in every sliding-window tile
+  of an image up to about 270 mm long; ZScoreNormalization; transpose_forward/backward [0, 1, 2].
 - dataset.json: channel "T2w", labels background + lvl1..lvl9 (lvl1 never occurs), image_orientation "LPI"
   (SCT "from" letters = RAS "to" letters).
-- Training cases are preprocessed exactly as inference will: reoriented to RAS (`Reorientation`), array in
-  (z, y, x), then nnU-Net's own `DefaultPreprocessor.run_case_npy` with these plans.
+- Training pool: phantoms of seeds 0..N-1, each sampled on a 64x112x240 mm (R-L, A-P, S-I) box at its own spacing
+  (1 mm, an isotropic 0.7-1.25 mm, or an anisotropic grid), reoriented to RAS and preprocessed exactly as
+  inference will (nnU-Net's `DefaultPreprocessor.run_case_npy`: z-score, resampling to 1 mm).
+- Each training sample imitates one sliding-window tile of an unseen image: a random field of view (a box holding
+  the canal and the levels, 32-112 mm in-plane, PMJ-to-T1 plus 3-40 mm margins S-I), z-scored over that box as
+  nnU-Net normalises a whole image (z-scoring commutes with the linear resampling), then a random patch inside it,
+  zero-padded where the box is smaller than the patch (as nnU-Net pads); S-I the patch always holds PMJ..T1.
 - Own short training loop (no nnU-Net trainer, no worker processes): CE + soft Dice with deep supervision, AdamW,
   poly learning-rate decay; augmentation: left-right flip, contrast/brightness, Gaussian noise (no S-I flip).
-- Training seeds are 0..N-1; evaluation uses held-out seeds >= 1000, with a real `nnUNetPredictor`
-  (tile step 0.5, Gaussian weighting, no mirroring, as SCT runs it) on the input grid.
-- Reproducible: phantoms by seed, torch and augmentation by --seed; CPU results can differ in the last bits
-  with another thread count or CPU. The committed model: 900 iterations, batch 2, 160 phantoms, --threads 1.
-- Weights are stored as float16 (half the size; nnU-Net's `load_state_dict` casts them back to float32); the
-  evaluation reads the checkpoint back from disk, so the printed Dice is that of the committed file.
+- Evaluation on held-out seeds >= 1000 with a real `nnUNetPredictor` (tile step 0.5, Gaussian weighting, no
+  mirroring, as SCT runs it) on the input grid: the default 48x48x128 phantom at 1 mm (RAS), the 64x320x320
+  phantom at 0.8 mm (LAS), and crops of both around the cord (cord box + 15 mm in-plane, PMJ..T1 +- 15 mm S-I).
+- Defaults (850 iterations, batch 2, 80 phantoms, lr 3e-3, --threads 1): 35 min of iterations on one CPU thread of
+  a shared 2-core machine (37 min with the data); figures of that run in RootletSegLogic/synthetic/models/demo/README.md.
+- Reproducible: phantoms by seed, torch and sampling by --seed; CPU results can differ in the last bits with another
+  thread count or CPU. Weights are stored as float16 (nnU-Net's `load_state_dict` casts them back to float32); the
+  evaluation reads the checkpoint back from disk, so the printed Dice is that of the written file.
 """
 
 from __future__ import annotations
@@ -40,19 +49,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from RootletSegLogic.images.orientation import Reorientation, axcodes_to_sct
-from RootletSegLogic.synthetic.phantom import (  # noqa: E402
-    DEFAULT_SHAPE,
-    DEFAULT_SPACING,
-    LEVELS,
-    make_phantom,
-)
+from RootletSegLogic.synthetic.phantom import LEVELS, make_phantom  # noqa: E402
 
 TRAINER_FOLDER = "nnUNetTrainer__nnUNetPlans__3d_fullres"
 MODEL_ORIENTATION = "RAS"  # "to" letters; dataset.json says "LPI" in SCT's "from" letters
 FEATURES = [8, 16, 32, 64, 64, 64]
 STRIDES = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 1, 1]]
-PATCH_ZYX = [DEFAULT_SHAPE[2], DEFAULT_SHAPE[1], DEFAULT_SHAPE[0]]
-SPACING_ZYX = [DEFAULT_SPACING[2], DEFAULT_SPACING[1], DEFAULT_SPACING[0]]
+PATCH_ZYX = [192, 48, 48]  # voxels (S-I, A-P, R-L) at 1 mm; divisible by the strides' 32 x 16 x 16
+SPACING_ZYX = [1.0, 1.0, 1.0]  # mm
+POOL_FOV_MM = (64.0, 112.0, 240.0)  # training phantoms' box along R-L, A-P, S-I (centred as make_phantom centres)
+# held-out evaluation sets: (name, shape R-L/A-P/S-I voxels, spacing mm, orientation)
+EVAL_GRIDS = (("48x48x128 1mm RAS", (48, 48, 128), (1.0, 1.0, 1.0), "RAS"),
+              ("64x320x320 0.8mm LAS", (64, 320, 320), (0.8, 0.8, 0.8), "LAS"))
+EVAL_CROP_MARGIN_MM = 15.0
 MIRROR_AXES = (2,)  # preprocessed (z, y, x): only the R-L axis may be mirrored
 NUM_CLASSES = 10
 HELD_OUT_SEEDS = (1000, 1001, 1002, 1003, 1004)
@@ -170,6 +179,83 @@ def intensity_properties(images) -> dict:
     }
 
 
+def pool_spacing(rng) -> tuple:
+    """A training phantom's spacing (mm, R-L, A-P, S-I): 1 mm, isotropic 0.7-1.25 mm, or anisotropic."""
+    kind = rng.integers(3)
+    if kind == 0:
+        return (1.0, 1.0, 1.0)
+    if kind == 1:
+        return (float(rng.uniform(0.7, 1.25)),) * 3
+    in_plane = float(rng.uniform(0.7, 1.1))
+    return (float(rng.uniform(0.8, 1.8)), in_plane, in_plane)
+
+
+def pool_case(seed: int, plans: dict, dataset_json: dict) -> dict:
+    """One training phantom on the pool box at its own spacing, preprocessed as inference would (1 mm, RAS, z-scored
+    over the whole box), with the index range (z) that must lie in every patch: rootlets -3 .. PMJ region +12."""
+    spacing = pool_spacing(np.random.default_rng(np.random.SeedSequence([seed, 77])))
+    shape = tuple(int(round(f / s)) for f, s in zip(POOL_FOV_MM, spacing))
+    phantom = make_phantom(seed=seed, shape=shape, spacing=spacing)
+    data, seg = preprocess_case(phantom.image, phantom.rootlets, plans, dataset_json)
+    seg = seg[0].astype(np.int8)
+    rows = np.nonzero(seg.max(axis=(1, 2)) > 0)[0]
+    columns_y = np.nonzero(seg.max(axis=(0, 2)) > 0)[0]
+    columns_x = np.nonzero(seg.max(axis=(0, 1)) > 0)[0]
+    return {"data": data[0].astype(np.float32), "seg": seg,
+            "keep_z": (max(int(rows[0]) - 3, 0), min(int(rows[-1]) + 12, seg.shape[0] - 1)),
+            "keep_y": (int(columns_y[0]), int(columns_y[-1])), "keep_x": (int(columns_x[0]), int(columns_x[-1]))}
+
+
+def _random_box_axis(rng, size: int, keep: tuple, length: int) -> tuple:
+    """[start, stop) of a random window of `length` voxels on an axis of `size`, holding `keep` (inclusive)."""
+    length = int(min(max(length, keep[1] - keep[0] + 1), size))
+    low = max(0, keep[1] + 1 - length)
+    high = min(keep[0], size - length)
+    start = int(rng.integers(low, high + 1)) if high >= low else max(0, min(keep[0], size - length))
+    return start, start + length
+
+
+def _patch_axis(rng, box_length: int, patch: int, keep_in_box: tuple | None) -> tuple:
+    """(source start, source stop, destination start) of a patch on an axis of a box: nnU-Net's centred zero padding
+    when the box is smaller than the patch, else a random tile position (holding `keep_in_box` when given)."""
+    if box_length <= patch:
+        pad_below = (patch - box_length) // 2
+        return 0, box_length, pad_below
+    low, high = 0, box_length - patch
+    if keep_in_box is not None:
+        low, high = max(low, keep_in_box[1] + 1 - patch), min(high, keep_in_box[0])
+        if high < low:
+            low = high = min(max(keep_in_box[0], 0), box_length - patch)
+    start = int(rng.integers(low, high + 1))
+    return start, start + patch, 0
+
+
+def tile_sample(case: dict, rng):
+    """(image (z, y, x) float32, labels (z, y, x) int64) of one patch: a random field of view z-scored over itself,
+    then a tile of it (see the module docstring)."""
+    data, seg = case["data"], case["seg"]
+    z_margin = rng.uniform(3, 40, size=2)
+    keep_z = case["keep_z"]
+    box_z = _random_box_axis(rng, data.shape[0], keep_z, int(keep_z[1] - keep_z[0] + z_margin.sum()))
+    box_y = _random_box_axis(rng, data.shape[1], case["keep_y"], int(rng.uniform(32, 112)))
+    box_x = _random_box_axis(rng, data.shape[2], case["keep_x"], int(rng.uniform(32, 64)))
+    box = tuple(slice(*b) for b in (box_z, box_y, box_x))
+    image = data[box]
+    image = (image - image.mean()) / max(float(image.std()), 1e-8)
+    labels = seg[box]
+    keep_in_box = (keep_z[0] - box_z[0], keep_z[1] - box_z[0])
+    out_image = np.zeros(PATCH_ZYX, dtype=np.float32)
+    out_labels = np.zeros(PATCH_ZYX, dtype=np.int64)
+    source, destination = [], []
+    for axis in range(3):
+        start, stop, dest = _patch_axis(rng, image.shape[axis], PATCH_ZYX[axis], keep_in_box if axis == 0 else None)
+        source.append(slice(start, stop))
+        destination.append(slice(dest, dest + stop - start))
+    out_image[tuple(destination)] = image[tuple(source)]
+    out_labels[tuple(destination)] = labels[tuple(source)]
+    return out_image, out_labels
+
+
 # ------------------------------------------------------------------------------------------------------ training
 def dice_ce_loss(logits, target, num_classes: int):
     import torch
@@ -199,14 +285,9 @@ def train(args, on_snapshot=None) -> dict:
     dataset_json = make_dataset_json()
 
     t0 = time.monotonic()
-    phantoms = [make_phantom(seed=s) for s in range(args.train_cases)]
-    plans = make_plans(intensity_properties([p.image for p in phantoms]))
-    cases = [preprocess_case(p.image, p.rootlets, plans, dataset_json) for p in phantoms]
-    del phantoms
-    data = np.stack([c[0] for c in cases])  # (N, 1, z, y, x)
-    segs = np.stack([c[1] for c in cases]).astype(np.int64)[:, 0]  # (N, z, y, x)
-    assert list(data.shape[2:]) == PATCH_ZYX, data.shape
-    print(f"prepared {len(cases)} training phantoms in {time.monotonic() - t0:.0f} s", flush=True)
+    plans = make_plans(intensity_properties([make_phantom(seed=0).image]))
+    pool = [pool_case(seed, plans, dataset_json) for seed in range(args.train_cases)]
+    print(f"prepared {len(pool)} training phantoms in {time.monotonic() - t0:.0f} s", flush=True)
 
     network = build_network(plans, deep_supervision=True)
     network.train()
@@ -221,9 +302,10 @@ def train(args, on_snapshot=None) -> dict:
         lr = args.lr * min(1.0, (iteration + 1) / 20) * (1 - iteration / args.iterations) ** 0.9
         for group in optimizer.param_groups:
             group["lr"] = lr
-        index = rng.choice(len(data), size=args.batch_size, replace=False)
-        x = data[index].copy()
-        y = segs[index].copy()
+        index = rng.choice(len(pool), size=args.batch_size, replace=False)
+        samples = [tile_sample(pool[i], rng) for i in index]
+        x = np.stack([sample[0] for sample in samples])[:, None]  # (b, 1, z, y, x)
+        y = np.stack([sample[1] for sample in samples])  # (b, z, y, x)
         for b in range(args.batch_size):  # augmentation that keeps anatomy
             if rng.random() < 0.5:  # left-right flip (x is the last axis, R-L)
                 x[b] = x[b][..., ::-1]
@@ -248,7 +330,7 @@ def train(args, on_snapshot=None) -> dict:
         optimizer.step()
         loss_value = float(loss.detach())
         running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
-        if (iteration + 1) % 50 == 0 or iteration == 0:
+        if (iteration + 1) % 25 == 0 or iteration == 0:
             print(f"iter {iteration + 1}/{args.iterations} loss {running:.3f} lr {lr:.2e} "
                   f"{time.monotonic() - t1:.0f} s", flush=True)
         if on_snapshot and args.save_every and (iteration + 1) % args.save_every == 0:
@@ -346,32 +428,64 @@ def dice_per_level(prediction: np.ndarray, truth: np.ndarray) -> dict:
     return result
 
 
+def crop_around_cord(phantom, margin_mm: float = EVAL_CROP_MARGIN_MM):
+    """(image, rootlets) cropped on the phantom's own grid (any orientation): the cord's box + `margin_mm` across
+    the cord, and the rootlets' S-I extent up to the PMJ, +- `margin_mm`, along the S-I axis."""
+    image = phantom.image
+    spacing = np.array(image.GetSpacing())
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    si_axis = int(np.argmax(np.abs(direction[2])))  # index axis closest to LPS S
+    cord = sitk.GetArrayViewFromImage(phantom.cord)
+    rootlets = sitk.GetArrayViewFromImage(phantom.rootlets)
+    pmj = sitk.GetArrayViewFromImage(phantom.pmj)
+    lower, upper = [], []
+    for axis in range(3):  # ITK index axes; NumPy axes are reversed
+        others = tuple(a for a in range(3) if a != 2 - axis)
+        source = np.maximum(rootlets, pmj).max(axis=others) if axis == si_axis else cord.max(axis=others)
+        hits = np.nonzero(source > 0)[0]
+        margin = int(np.ceil(margin_mm / spacing[axis]))
+        lower.append(max(int(hits[0]) - margin, 0))
+        upper.append(min(int(hits[-1]) + margin + 1, image.GetSize()[axis]))
+    region = tuple(slice(lo, hi) for lo, hi in zip(lower, upper))
+    return image[region], phantom.rootlets[region]
+
+
 def evaluate(trainer_dir: Path, seeds, threads: int) -> dict:
+    """Per-level Dice on held-out phantoms: each grid of EVAL_GRIDS, whole and cropped around the cord."""
     predictor = make_predictor(trainer_dir, threads)
-    table = {}
-    for seed in seeds:
-        phantom = make_phantom(seed=seed)
-        t = time.monotonic()
-        prediction = predict(predictor, phantom.image)
-        seconds = time.monotonic() - t
-        dice = dice_per_level(sitk.GetArrayFromImage(prediction), sitk.GetArrayFromImage(phantom.rootlets))
-        table[seed] = dice
-        row = " ".join(f"{v:.3f}" for v in dice.values())
-        print(f"seed {seed}: {row}   ({seconds:.1f} s)", flush=True)
     names = ["C2", "C3", "C4", "C5", "C6", "C7", "C8", "T1"]
-    print("level : " + " ".join(f"{n:>5}" for n in names))
-    means = [np.mean([table[s][lv] for s in seeds]) for lv in LEVELS]
-    mins = [np.min([table[s][lv] for s in seeds]) for lv in LEVELS]
-    print("mean  : " + " ".join(f"{m:.3f}" for m in means))
-    print("min   : " + " ".join(f"{m:.3f}" for m in mins), flush=True)
-    return table
+    results = {}
+    for grid_name, shape, spacing, orientation in EVAL_GRIDS:
+        for cropped in (False, True):
+            set_name = grid_name + (f", cord crop +{EVAL_CROP_MARGIN_MM:g} mm" if cropped else "")
+            print(f"== {set_name}", flush=True)
+            table = {}
+            for seed in seeds:
+                phantom = make_phantom(seed=seed, shape=shape, spacing=spacing, orientation=orientation)
+                image, truth = crop_around_cord(phantom) if cropped else (phantom.image, phantom.rootlets)
+                t = time.monotonic()
+                prediction = predict(predictor, image)
+                seconds = time.monotonic() - t
+                dice = dice_per_level(sitk.GetArrayFromImage(prediction), sitk.GetArrayFromImage(truth))
+                table[seed] = dice
+                row = " ".join(f"{v:.3f}" for v in dice.values())
+                print(f"seed {seed} {tuple(image.GetSize())}: {row}   ({seconds:.1f} s)", flush=True)
+            means = [np.mean([table[s][lv] for s in seeds]) for lv in LEVELS]
+            mins = [np.min([table[s][lv] for s in seeds]) for lv in LEVELS]
+            print("level : " + " ".join(f"{n:>5}" for n in names))
+            print("mean  : " + " ".join(f"{m:.3f}" for m in means))
+            print("min   : " + " ".join(f"{m:.3f}" for m in mins), flush=True)
+            results[set_name] = {"per_seed": table, "mean": dict(zip(names, means)), "min": dict(zip(names, mins))}
+    return results
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "RootletSegLogic" / "synthetic" / "models" / "demo")
-    parser.add_argument("--iterations", type=int, default=900)
-    parser.add_argument("--train-cases", type=int, default=160, help="training phantoms: seeds 0..N-1")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="model folder to write (training) or read (--evaluate-only; default: the committed "
+                        "demo model). Training never defaults to the committed folder: check the figures first")
+    parser.add_argument("--iterations", type=int, default=850)
+    parser.add_argument("--train-cases", type=int, default=80, help="training phantoms: seeds 0..N-1")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=12345, help="torch / augmentation seed")
@@ -386,6 +500,10 @@ def main(argv=None) -> int:
         parser.error("evaluation seeds must be held out: use seeds >= 1000")
     if args.train_cases > 1000:
         parser.error("training seeds must stay below 1000 (held-out seeds start at 1000)")
+    if args.out is None:
+        if not args.evaluate_only:
+            parser.error("give --out DIR for the trained model (copy it over the committed one only once it passes)")
+        args.out = REPO_ROOT / "RootletSegLogic" / "synthetic" / "models" / "demo"
     trainer_dir = args.out / TRAINER_FOLDER
     if not args.evaluate_only:
         def snapshot(plans, dataset_json, network, seconds):

@@ -1,7 +1,7 @@
 """The committed demo model (RootletSegLogic/synthetic/models/demo): a valid nnU-Net v2 model that segments held-out phantoms.
 
 Runs the real `inference.segment_image` (real nnU-Net predictor, CPU) on phantoms whose seeds (>= 1000) were never
-used for training (scripts/train_demo_model.py trains on seeds 0..159).
+used for training (the committed model was trained on seeds 0..159; the current training script uses 0..79).
 """
 
 from __future__ import annotations
@@ -84,3 +84,35 @@ def test_demo_model_segments_held_out_phantoms(demo_model, seed, orientation):
     assert set(np.unique(prediction)) <= {0, *LEVELS}
     dice = {level: _dice(prediction, truth, level) for level in LEVELS}
     assert all(value >= MIN_DICE for value in dice.values()), dice
+
+
+def test_training_samples_imitate_sliding_window_tiles_that_hold_the_levels():
+    """scripts/train_demo_model.py: each random field of view holds the levels, each patch holds them along S-I
+    (every tile of an image up to ~270 mm does at inference), and a box smaller than the patch is zero-padded
+    centred, as nnU-Net pads."""
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import train_demo_model as training
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        size = int(rng.integers(60, 300))
+        keep = tuple(sorted(int(v) for v in rng.integers(0, size, 2)))
+        start, stop = training._random_box_axis(rng, size, keep, int(rng.integers(10, 400)))
+        assert 0 <= start <= keep[0] and keep[1] < stop <= size
+        box_length = int(rng.integers(20, 260))
+        inner = tuple(sorted(int(v) for v in rng.integers(0, min(box_length, 150), 2)))
+        source_start, source_stop, destination = training._patch_axis(rng, box_length, 192, inner)
+        if box_length <= 192:
+            assert (source_start, source_stop) == (0, box_length) and destination == (192 - box_length) // 2
+        else:
+            assert source_stop - source_start == 192 and destination == 0
+            if inner[1] - inner[0] < 192:
+                assert source_start <= inner[0] and inner[1] < source_stop
+    plans = training.make_plans(training.intensity_properties([make_phantom(seed=0).image]))
+    case = training.pool_case(1, plans, training.make_dataset_json())
+    image, labels = training.tile_sample(case, np.random.default_rng(1))
+    assert image.shape == labels.shape == tuple(training.PATCH_ZYX)
+    rows = np.nonzero(labels.max(axis=(1, 2)) > 0)[0]
+    assert rows.size and set(np.unique(labels)) <= set(range(10))
