@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from RootletSegLogic.cli.levels import DISTANCE_HELP, DISTANCES, METHOD_HELP, METHODS
 from RootletSegLogic.cli.main import add_progress_option
 from RootletSegLogic.errors import Cancelled
 
@@ -40,9 +41,10 @@ def register(subparsers) -> None:
                         help="only images whose relative path or file name matches, repeatable")
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                         help="leave out images whose relative path or file name matches, repeatable")
-    parser.add_argument("--method", choices=("paper", "gapless", "gapless-caudal"), default="paper",
-                        help="spinal level bounds: the paper's (default), gap-free rostral-to-next-rostral, or "
-                             "gap-free caudal-to-next-caudal (SCT issue 5111)")
+    parser.add_argument("--method", choices=METHODS, default="paper", help=METHOD_HELP)
+    parser.add_argument("--distance", choices=DISTANCES, default="pmj",
+                        help=DISTANCE_HELP + " (sct: an image without a PMJ in its derivatives fails with that "
+                             "reason; part of the resume key)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (on the workers)")
     parser.add_argument("--threads", type=int, default=None,
                         help="PyTorch threads per image (default: the CPUs shared between local workers; 1 on an "
@@ -95,7 +97,9 @@ def run(args: argparse.Namespace, reporter) -> int:
     engine = Engine(jobs=args.jobs, address=args.dask_scheduler, slurm=_slurm_options(args) if args.slurm else None)
     request = BatchRequest(args.bids_root, args.output_dir, model=args.model,
                            suffixes=tuple(args.suffixes or ("T2w",)), include=tuple(args.include),
-                           exclude=tuple(args.exclude), settings=Settings(method=args.method, landmark_model=args.landmark_model), engine=engine,
+                           exclude=tuple(args.exclude),
+                           settings=Settings(method=args.method, landmark_model=args.landmark_model,
+                                             distance=args.distance), engine=engine,
                            device=args.device, threads=args.threads, overwrite=args.overwrite)
     try:
         result = run_batch(request, progress=reporter, warn=reporter.warning)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from RootletSegLogic.cli.levels import DISTANCE_HELP, DISTANCES, METHOD_HELP, METHODS
 from RootletSegLogic.cli.main import add_progress_option
 from RootletSegLogic.cli.segment import BACKENDS, DEFAULT_ROI_MARGIN_MM
 
@@ -36,7 +37,9 @@ def register(subparsers) -> None:
     discs.add_argument("--discs", metavar="D.nii.gz", help="SCT disc label image (skips finding the discs)")
     discs.add_argument("--disc-points", metavar="P.json", help="disc points: .csv/.tsv/.json/.mrk.json")
     parser.add_argument("--pmj", metavar="PMJ.nii.gz", help="PMJ label image (value 50)")
-    parser.add_argument("--method", choices=("paper", "gapless"), default="paper", help="level method (default paper)")
+    parser.add_argument("--method", choices=METHODS, default="paper", help=METHOD_HELP)
+    parser.add_argument("--distance", choices=DISTANCES, default="pmj",
+                        help=DISTANCE_HELP + " (the PMJ is never found: sct needs --pmj)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                         help="where to run the networks (default auto: cuda, else mps, else cpu)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the networks (default: all)")
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace, reporter) -> int:
         args.image, args.out_dir, model=args.model, landmark_model=args.landmark_model, cord=args.cord,
         discs=args.discs, disc_points=args.disc_points, pmj=args.pmj, device=args.device, threads=args.threads,
         overwrite=args.overwrite, method=args.method, progress=reporter, warn=reporter.warning, backend=args.backend,
-        roi_margin_mm=args.roi_margin_mm, crop_to_cord=args.crop_to_cord)
+        roi_margin_mm=args.roi_margin_mm, crop_to_cord=args.crop_to_cord, distance=args.distance)
     if not isinstance(reporter, JsonProgress):  # stdout of the JSON-lines protocol carries JSON lines only
         sys.stdout.write(format_level_table(pipeline_run.levels))
     reporter.result(pipeline_run.outputs)

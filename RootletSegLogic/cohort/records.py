@@ -3,7 +3,7 @@
 Resume record: `<out>/<image folder>/<stem>_rootletseg-batch.json`, written LAST inside the subject's one
 all-or-nothing output set. It holds the sha256 of every input file (image, cord, discs, PMJ), the model's identity
 (name, release, configuration, folds, checkpoint sha256s; not the cache folder, which differs between machines)
-and the settings that change results (levels method, landmark model), the outputs (relative to the
+and the settings that change results (levels method, distance mode, landmark model), the outputs (relative to the
 record's folder) and the subject's summary for the report. A subject is skipped when its record exists, every
 input hashes to the recorded sha256, model and settings are equal and every output listed exists.
 
@@ -37,9 +37,16 @@ class Settings:
 
     method: str = "paper"  # paper | gapless | gapless-caudal
     landmark_model: str = "totalspineseg"  # for a cord or discs the derivatives lack
+    distance: str = "pmj"  # pmj | sct (levels.method.compute_levels)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The settings as recorded. The default distance is left out: records written before the distance mode
+        existed hold none and measured from the PMJ, so they still match (no rerun of a finished dataset), while
+        "sct" is in the key and never matches them."""
+        settings = asdict(self)
+        if settings["distance"] == "pmj":
+            del settings["distance"]
+        return settings
 
 
 def model_identity(record: dict) -> dict:
@@ -91,6 +98,7 @@ class Outcome:
     outputs: Dict[str, str] = field(default_factory=dict)  # name -> file name inside the subject's output folder
     summary: dict = field(default_factory=dict)
     worker: str = ""
+    network_loads: Dict[str, int] = field(default_factory=dict)  # networks this image built ({} when not run)
 
 
 def status_tsv(images, outcomes: Dict[str, Outcome]) -> str:

@@ -7,21 +7,28 @@ Everything is first written into a private staging folder under `<out>/.rootlets
 place with `images.atomic.atomic_outputs` together with the resume record, so a killed worker leaves either the
 whole set or nothing (a staging folder left by a killed worker is removed by the next batch).
 
-Each worker process resolves the models once (`_model`, `_landmark_model`) and keeps them for every image it is
-given; the `run` workflow still builds its network from the resolved model for each image.
+Each worker process loads each network once and reuses it for every image it is given: `_loaded_models` keeps
+`pipeline.models.LoadedModels` per process, keyed by the model's identity (checkpoint sha256s, so a worker that
+outlives a batch never runs stale weights under a new record) and the settings that shape the networks (landmark
+model, device, threads). nnU-Net's predictor is not safe to share between threads, so a LoadedModels serves one
+image at a time: our clusters run one Dask thread per worker (one load per worker); a worker with more threads
+builds one more set only when its threads run images at the same time. The landmark network is built only when an
+image lacks a cord or discs. Each outcome says how many networks its image had to build (`Outcome.network_loads`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 from RootletSegLogic import __version__
 from RootletSegLogic.cohort.bids import BidsImage
@@ -29,7 +36,8 @@ from RootletSegLogic.cohort.records import Outcome, Settings, record_path
 from RootletSegLogic.errors import UserError
 
 STAGING_FOLDER = ".rootletseg-staging"
-_MODELS: Dict[str, object] = {}  # model name or path -> ModelFolder, per worker process
+_IDLE: Dict[tuple, List[object]] = {}  # key -> LoadedModels not in use by any thread, per worker process
+_IDLE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -47,39 +55,49 @@ class SubjectTask:
     overwrite: bool = False
 
 
-def _model(name: str):
-    """The ModelFolder of `name`, resolved once per worker process."""
-    if name not in _MODELS:
-        from RootletSegLogic.segmentation.workflow import resolve_model
-
-        _MODELS[name] = resolve_model(name)
-    return _MODELS[name]
+def _models_key(task: SubjectTask) -> tuple:
+    """What the loaded networks depend on: the rootlet model (name and weights), the landmark model, device, threads."""
+    return (task.model, json.dumps(task.model_identity, sort_keys=True), task.settings.landmark_model, task.device,
+            task.threads)
 
 
-def _landmark_model(name: str):
-    """The landmark ModelFolder of `name`, resolved once per worker process (only for images that need it)."""
-    key = f"landmarks:{name}"
-    if key not in _MODELS:
-        from RootletSegLogic.pipeline.landmarks import resolve_landmark_model
+@contextlib.contextmanager
+def _loaded_models(task: SubjectTask) -> Iterator[object]:
+    """This worker's LoadedModels for `task`'s key, for this thread alone while inside; made (nothing loaded yet)
+    when none is idle, and kept for the next image afterwards, whatever happened to this one (a failing image does
+    not damage a loaded network). Idle sets of other keys are dropped: a long-lived worker keeps one batch's models."""
+    from RootletSegLogic.pipeline.models import LoadedModels
 
-        _MODELS[key] = resolve_landmark_model(name)
-    return _MODELS[key]
+    key = _models_key(task)
+    with _IDLE_LOCK:
+        for other in [k for k in _IDLE if k != key]:
+            del _IDLE[other]
+        idle = _IDLE.setdefault(key, [])
+        models = idle.pop() if idle else None
+    if models is None:
+        models = LoadedModels(task.model, task.settings.landmark_model, task.device, task.threads)
+    try:
+        yield models
+    finally:
+        with _IDLE_LOCK:
+            _IDLE.setdefault(key, []).append(models)
 
 
-def segment_subject(image: BidsImage, staging: Path, task: SubjectTask):
+def segment_subject(image: BidsImage, staging: Path, task: SubjectTask, models=None):
     """Image + the derivatives' landmarks -> every output in `staging`, named as `rootletseg run` names them
     (`pipeline.run.run_pipeline`: landmark models for a cord or discs the derivatives lack, rootlets on the cord's
-    region, levels, tables, planning JSON, markups, figures). Returns (PipelineRun, warnings, landmarks source:
-    "derivatives" when cord and discs came from the dataset, else "automatic")."""
+    region, levels, tables, planning JSON, markups, figures), with `models` (a `LoadedModels`; None: loaded for this
+    image). Returns (PipelineRun, warnings, landmarks source: "derivatives" when cord and discs came from the
+    dataset, else "automatic")."""
     from RootletSegLogic.pipeline.run import run_pipeline
 
     marks = image.landmarks
     automatic = not (marks.cord and marks.discs)
-    landmark_model = _landmark_model(task.settings.landmark_model) if automatic else task.settings.landmark_model
     warnings: list = []
-    run = run_pipeline(image.path, staging, model=_model(task.model), landmark_model=landmark_model,
+    run = run_pipeline(image.path, staging, model=task.model, landmark_model=task.settings.landmark_model,
                        cord=marks.cord, discs=marks.discs, pmj=marks.pmj, device=task.device, threads=task.threads,
-                       method=task.settings.method, warn=warnings.append)
+                       method=task.settings.method, distance=task.settings.distance, warn=warnings.append,
+                       models=models)
     return run, warnings, "automatic" if automatic else "derivatives"
 
 
@@ -122,8 +140,15 @@ def _commit(task: SubjectTask, staged: Dict[str, Path], record: dict) -> Dict[st
     return names
 
 
-def _run(task: SubjectTask, staging: Path, start: float) -> Tuple[Dict[str, str], dict]:
-    run, warnings, landmarks_source = segment_subject(task.image, staging, task)
+def _run(task: SubjectTask, staging: Path, start: float, loads: Dict[str, int]) -> Tuple[Dict[str, str], dict]:
+    """Segment, summarise and commit one image with this worker's loaded networks; `loads` gets the networks this
+    image had to build (0 each when an earlier image of this worker built them)."""
+    with _loaded_models(task) as models:
+        before = dict(models.loads)
+        try:
+            run, warnings, landmarks_source = segment_subject(task.image, staging, task, models)
+        finally:
+            loads.update({kind: models.loads[kind] - before[kind] for kind in before})
     staged = {name: Path(path) for name, path in run.outputs.items()}
     summary = _summary(run, warnings, landmarks_source)
     record = {
@@ -144,9 +169,10 @@ def process_subject(task: SubjectTask) -> Outcome:
     start = time.monotonic()
     staging = Path(task.out_root) / STAGING_FOLDER / f"{task.image.stem}-{uuid.uuid4().hex[:8]}"
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    loads: Dict[str, int] = {}
     try:
         staging.mkdir(parents=True)
-        outputs, summary = _run(task, staging, start)
+        outputs, summary = _run(task, staging, start, loads)
         outcome = Outcome(task.image.relative, "done", "", 0.0, outputs, summary)
     except UserError as error:
         reason = str(error).replace(str(staging), str(Path(task.out_root) / task.image.folder))
@@ -158,4 +184,5 @@ def process_subject(task: SubjectTask) -> Outcome:
         shutil.rmtree(staging, ignore_errors=True)
     outcome.seconds = time.monotonic() - start
     outcome.worker = worker
+    outcome.network_loads = loads
     return outcome

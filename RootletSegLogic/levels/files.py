@@ -113,18 +113,25 @@ def read_level_inputs(inputs: LevelInputs) -> LevelData:
     return data
 
 
-def compute_level_data(data: LevelData, method: str = "paper", progress: ProgressCallback = no_progress):
-    """The levels (`levels.method.compute_levels`) of decoded inputs; nothing is read or written."""
+def compute_level_data(data: LevelData, method: str = "paper", progress: ProgressCallback = no_progress,
+                       distance: str = "pmj"):
+    """The levels (`levels.method.compute_levels`: `method`, `distance` "pmj" or "sct") of decoded inputs; nothing
+    is read or written."""
     from RootletSegLogic.levels.method import compute_levels
 
-    return compute_levels(data.rootlets, data.cord, data.disc_points, data.pmj, method=method, progress=progress)
+    return compute_levels(data.rootlets, data.cord, data.disc_points, data.pmj, method=method, progress=progress,
+                          distance=distance)
 
 
 def provenance_for(inputs: LevelInputs, method: str, extra: Optional[dict] = None,
-                   records: Optional[FileRecords] = None, model: Optional[dict] = None) -> dict:
+                   records: Optional[FileRecords] = None, model: Optional[dict] = None,
+                   distance: str = "pmj") -> dict:
     """Input records (`provenance.FileRecords`: path + sha256, each file hashed once per `records`), method,
-    software and version, the model record when known (`provenance.model_record`), plus `extra`."""
+    software and version, the model record when known (`provenance.model_record`), plus `extra`. SCT-compatible
+    distances are recorded (`"distance": "sct"`); the default adds nothing, so its outputs stay as they were."""
     record = level_provenance((records or FileRecords()).records(inputs.items()), method, model)
+    if distance != "pmj":
+        record["distance"] = distance
     record.update(extra or {})
     return record
 
@@ -164,14 +171,15 @@ def levels_from_files_to_files(inputs: LevelInputs, outputs: LevelOutputs, metho
                                overwrite: bool = False, provenance_extra: Optional[dict] = None,
                                progress: ProgressCallback = no_progress, warn=None,
                                model: Optional[dict] = None,
-                               records: Optional[FileRecords] = None) -> Tuple[object, Dict[str, str]]:
+                               records: Optional[FileRecords] = None,
+                               distance: str = "pmj") -> Tuple[object, Dict[str, str]]:
     """The whole file workflow: check, read each input once, compute, report warnings through `warn`, write.
-    `model`: the model record of the segmentation (`provenance.model_record`), when known. Returns
-    (result, {output name: absolute path})."""
+    `model`: the model record of the segmentation (`provenance.model_record`), when known. `distance`: "pmj"
+    (default) or "sct" (`levels.method.compute_levels`). Returns (result, {output name: absolute path})."""
     check_level_request(inputs, outputs, overwrite)
     data = read_level_inputs(inputs)
-    result = compute_level_data(data, method, progress)
-    result.provenance = provenance_for(inputs, method, provenance_extra, records, model)
+    result = compute_level_data(data, method, progress, distance)
+    result.provenance = provenance_for(inputs, method, provenance_extra, records, model, distance)
     for warning in result.warnings:
         (warn or (lambda _message: None))(warning)
     return result, write_level_files(result, outputs, data.rootlets, data.cord, overwrite)

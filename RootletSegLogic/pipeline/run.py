@@ -4,7 +4,9 @@ markups, figures, written as one all-or-nothing set.
 1. Checks that need no voxels: output names (`naming`) and existence, the given landmark files exist, a given cord
    mask is on the image grid (headers), device and threads.
 2. Decode the image and each given landmark file once; resolve both models (a missing, damaged or wrong landmark
-   model fails here, before any inference) and load the landmark model when something is to be found.
+   model fails here, before any inference) and load the landmark model when something is to be found. The models
+   come from a `pipeline.models.LoadedModels`: the caller's (a batch worker keeps one for all its images, so each
+   network is built once per worker), else one made for this image and freed as soon as it is used.
 3. Landmarks (`segmentation.landmark_inference`): the cord when not given, the discs when neither --discs nor
    --disc-points is given. The PMJ is never found: it stays a user point; without it distances run along S and the
    outputs say so.
@@ -43,12 +45,12 @@ from RootletSegLogic.levels.files import (
     read_landmark_inputs,
     write_level_temporaries,
 )
-from RootletSegLogic.pipeline.landmarks import resolve_landmark_model, write_landmark_temporaries
+from RootletSegLogic.pipeline.landmarks import write_landmark_temporaries
+from RootletSegLogic.pipeline.models import DEFAULT_MODEL, LoadedModels
 from RootletSegLogic.progress import ProgressCallback, ProgressEvent, no_progress
 from RootletSegLogic.provenance import FileRecords
 from RootletSegLogic.segmentation.registry import DEFAULT_LANDMARK_MODEL
 
-DEFAULT_MODEL = "rootletseg"
 PathArg = Optional[Union[str, os.PathLike]]
 NO_PMJ_NOTE = "No PMJ was given: level distances run along the superior-inferior axis, not from the PMJ."
 
@@ -89,20 +91,23 @@ def run_pipeline(input_path: Union[str, os.PathLike], out_dir: PathArg = None, m
                  threads: Optional[int] = None, overwrite: bool = False, method: str = "paper",
                  progress: Optional[ProgressCallback] = None, warn=None, title: Optional[str] = None,
                  backend: str = "auto", roi_margin_mm: Optional[float] = None,
-                 crop_to_cord: bool = True) -> PipelineRun:
+                 crop_to_cord: bool = True, distance: str = "pmj",
+                 models: Optional[LoadedModels] = None) -> PipelineRun:
     """Landmarks (what is not given), rootlets, levels and figures of one image file (see the module docstring).
 
     `out_dir` None: the input's folder. Outputs are named after the input's stem (`naming`); existing ones are an
-    error unless `overwrite`, checked before any work. Returns a PipelineRun."""
+    error unless `overwrite`, checked before any work. `method` and `distance` as `levels.method.compute_levels`
+    ("sct" needs `pmj`: the PMJ is never found). `models`: networks already loaded (`LoadedModels`, reused and kept
+    loaded); it then stands for `model`, `landmark_model`, `device`, `threads` and `backend`, which are not used.
+    Returns a PipelineRun."""
     from RootletSegLogic.analysis.figures import level_chart
     from RootletSegLogic.analysis.qc_figure import sagittal_qc
     from RootletSegLogic.levels.discs import landmarks_from_label_image
-    from RootletSegLogic.segmentation.landmark_inference import LandmarkDetector, build_landmark_sidecar
-    from RootletSegLogic.segmentation.predictor import Segmenter, check_threads, resolve_device
-    from RootletSegLogic.segmentation.sidecar import build_sidecar
-    from RootletSegLogic.segmentation.backends import check_backend, choose_backend
+    from RootletSegLogic.levels.method import DISTANCE_MODES, GAP_METHODS
+    from RootletSegLogic.segmentation.landmark_inference import build_landmark_sidecar
     from RootletSegLogic.segmentation.roi import DEFAULT_ROI_MARGIN_MM, check_margin
-    from RootletSegLogic.segmentation.workflow import resolve_model, segment_in_roi
+    from RootletSegLogic.segmentation.sidecar import build_sidecar
+    from RootletSegLogic.segmentation.workflow import segment_in_roi
 
     progress = progress or no_progress
     warnings: List[str] = []
@@ -127,21 +132,24 @@ def run_pipeline(input_path: Union[str, os.PathLike], out_dir: PathArg = None, m
     if cord is not None:
         check_same_grid(read_header(Path(cord), "spinal cord mask"), image_header, what="spinal cord mask",
                         reference_what="input image")
-    check_threads(threads)
+    _check_levels_request(method, distance, pmj, GAP_METHODS, DISTANCE_MODES)  # known before the long work
     roi_margin_mm = check_margin(DEFAULT_ROI_MARGIN_MM if roi_margin_mm is None else roi_margin_mm)
-    choose_backend(check_backend(backend), resolve_device(device).type)  # fails before any download or loading
+    own_models = models is None  # ours: each network is freed once used (memory), as no other image needs it
+    if own_models:
+        models = LoadedModels(model, landmark_model, device, threads, backend)  # threads, device, backend checked
 
     # 2. decode once; resolve the models before any inference
     image = read_image(input_path)
     landmarks_given = read_landmark_inputs(given)
-    landmark_folder = resolve_landmark_model(landmark_model, progress, warn_user) if (find_cord or find_discs) else None
-    rootlet_folder = resolve_model(model, progress=progress, warn=warn_user)
+    if find_cord or find_discs:
+        models.landmark_folder(progress, warn_user)
+    rootlet_folder = models.rootlet_folder(progress, warn_user)
     records = FileRecords()
 
     # 3. landmarks
     found, landmark_sidecar = None, None
-    if landmark_folder is not None:
-        detector = LandmarkDetector(landmark_folder, device, progress=progress, threads=threads)
+    if find_cord or find_discs:
+        detector = models.landmark_detector(progress, warn_user)
         found = detector.detect(image, progress)
         for message in found.warnings:
             warn_user(message)
@@ -152,7 +160,9 @@ def run_pipeline(input_path: Union[str, os.PathLike], out_dir: PathArg = None, m
             landmark_sidecar["landmarks"]["cord_note"] = "the cord was given (--cord); the found cord is not used"
         if not find_discs:
             landmark_sidecar["landmarks"]["discs_note"] = "the discs were given; the found discs are not used"
-        del detector  # free the landmark network before the rootlet network loads
+        del detector
+        if own_models:
+            models.release("landmark_detector")  # free the landmark network before the rootlet network loads
     cord_image = landmarks_given.cord if not find_cord else found.cord
     disc_list = landmarks_given.disc_points
     if find_discs:
@@ -161,16 +171,19 @@ def run_pipeline(input_path: Union[str, os.PathLike], out_dir: PathArg = None, m
         warn_user(NO_PMJ_NOTE)
 
     # 4. rootlets
-    segmenter = Segmenter(rootlet_folder, device, progress=progress, threads=threads, backend=backend, warn=warn_user)
+    segmenter = models.segmenter(progress, warn_user)
     labels, roi = segment_in_roi(segmenter, image, cord_image, roi_margin_mm, crop_to_cord, progress)
     if cord_image is not None:
         roi["cord"] = str(absolute_path(cord)) if not find_cord else "found by the landmark model (landmarks_cord)"
     sidecar = build_sidecar(input_path, outputs["segmentation"], image, rootlet_folder, segmenter, labels, records,
                             roi=roi)
     del segmenter
+    if own_models:
+        models.release("segmenter")
 
     # 5. levels in memory
-    result = compute_level_data(LevelData(labels, cord_image, disc_list, landmarks_given.pmj), method, progress)
+    result = compute_level_data(LevelData(labels, cord_image, disc_list, landmarks_given.pmj), method, progress,
+                                distance)
     records.mark_written(outputs["segmentation"])
     for name in ("cord", "discs"):
         if f"landmarks_{name}" in outputs:
@@ -179,7 +192,7 @@ def run_pipeline(input_path: Union[str, os.PathLike], out_dir: PathArg = None, m
                                outputs.get("landmarks_cord", given.cord), outputs.get("landmarks_discs", given.discs),
                                given.disc_points, given.pmj)
     result.provenance = provenance_for(level_inputs, method, records=records, model=sidecar["model"],
-                                       extra=_landmark_provenance(found, landmark_sidecar))
+                                       extra=_landmark_provenance(found, landmark_sidecar), distance=distance)
     for message in result.warnings:
         warn_user(message)
 
@@ -224,6 +237,18 @@ def _check_given(given: LevelInputs) -> None:
     for name, path in given.items():
         if name != "rootlets" and not path.exists():
             raise UserError(f"The {name.replace('_', ' ')} file '{path}' does not exist: check the path.")
+
+
+def _check_levels_request(method: str, distance: str, pmj: PathArg, methods, distances) -> None:
+    """The level method and distance mode are known, and SCT-compatible distances have their PMJ (never found
+    automatically), before any inference: otherwise the levels would fail only after the networks ran."""
+    if method not in methods:
+        raise UserError(f"Unknown levels method '{method}': use {', '.join(repr(m) for m in methods)}.")
+    if distance not in distances:
+        raise UserError(f"Unknown distance mode '{distance}': use {', '.join(repr(d) for d in distances)}.")
+    if distance == "sct" and pmj is None:
+        raise UserError("SCT-compatible distances need a PMJ: give --pmj (it is never found automatically), or use "
+                        "the default distances.")
 
 
 def _landmark_provenance(found, landmark_sidecar: Optional[dict]) -> Optional[dict]:

@@ -109,5 +109,13 @@ def test_resume_key(tmp_path):
     assert not record_matches(record, {"image": "2"}, model, Settings(), tmp_path)
     assert not record_matches(record, {"image": "1"}, dict(model, release="r2"), Settings(), tmp_path)
     assert not record_matches(record, {"image": "1"}, model, Settings(method="gapless"), tmp_path)
+    # the distance mode is in the key; a record written before the mode existed (no "distance") is the default's
+    assert "distance" not in Settings().as_dict() and Settings(distance="sct").as_dict()["distance"] == "sct"
+    older = dict(record, settings={"method": "paper", "landmark_model": "totalspineseg"})
+    assert record_matches(older, {"image": "1"}, model, Settings(distance="pmj"), tmp_path)
+    assert not record_matches(older, {"image": "1"}, model, Settings(distance="sct"), tmp_path)
+    sct = dict(record, settings=Settings(distance="sct").as_dict())
+    assert record_matches(sct, {"image": "1"}, model, Settings(distance="sct"), tmp_path)
+    assert not record_matches(sct, {"image": "1"}, model, Settings(), tmp_path)
     (tmp_path / "a.tsv").unlink()
     assert not record_matches(record, {"image": "1"}, model, Settings(), tmp_path)  # an output went missing

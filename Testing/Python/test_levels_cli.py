@@ -173,3 +173,48 @@ def test_label_image_needs_cord(sct_data, tmp_path):
     proc = rootletseg("--rootlets", f["rootlets"], "-o", tmp_path / "t.tsv", "--label-image", tmp_path / "l.nii.gz")
     assert proc.returncode == 1 and "needs --cord" in proc.stderr and "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _api_result(f, **options):
+    return compute_levels(read_label_map(f["rootlets"]), read_label_map(f["cord"]),
+                          discs_from_label_image(read_label_map(f["discs"])),
+                          pmj_from_label_image(read_label_map(f["pmj"])), **options)
+
+
+def _assert_table_equals(rows, result):
+    assert [(r["level_type"], r["level"]) for r in rows] == [(r.level_type, r.level) for r in result.rows]
+    for tsv_row, row in zip(rows, result.rows):
+        for column in ("rostral_S_mm", "caudal_S_mm", "rostral_pmj_mm", "caudal_pmj_mm", "midpoint_pmj_mm",
+                       "height_mm"):
+            assert float(tsv_row[column]) == pytest.approx(getattr(row, column), abs=1e-3), (row.level, column)
+
+
+@pytest.mark.parametrize("method", ["paper", "gapless", "gapless-caudal"])
+def test_pam50_distance_sct_and_methods_give_the_api_numbers(sct_data, tmp_path, method):
+    """--distance sct / --method on PAM50_small: the table is the Python API's; the default is --distance pmj, the
+    same bytes as before the option existed (no "distance" in its provenance), and the two modes differ."""
+    f = _pam50(sct_data)
+    landmarks = ["--rootlets", f["rootlets"], "--cord", f["cord"], "--discs", f["discs"], "--pmj", f["pmj"],
+                 "--method", method]
+    for name, extra in (("sct", ["--distance", "sct"]), ("pmj", ["--distance", "pmj"]), ("default", [])):
+        proc = rootletseg(*landmarks, *extra, "-o", tmp_path / f"{name}.tsv", "--json", tmp_path / f"{name}.json",
+                          "--pairings", tmp_path / f"{name}_pairs.tsv")
+        assert proc.returncode == 0, proc.stderr
+    _assert_table_equals(_read_tsv(tmp_path / "sct.tsv"), _api_result(f, method=method, distance="sct"))
+    _assert_table_equals(_read_tsv(tmp_path / "default.tsv"), _api_result(f, method=method))
+    assert (tmp_path / "default.tsv").read_bytes() == (tmp_path / "pmj.tsv").read_bytes()
+    assert (tmp_path / "default_pairs.tsv").read_bytes() == (tmp_path / "pmj_pairs.tsv").read_bytes()
+    assert "distance" not in json.loads((tmp_path / "default.json").read_text())["provenance"]
+    assert json.loads((tmp_path / "sct.json").read_text())["provenance"]["distance"] == "sct"
+    assert {r["method"] for r in _read_tsv(tmp_path / "sct.tsv") if r["level_type"] == "spinal"} == {method}
+    sct = {r["level"]: float(r["midpoint_pmj_mm"]) for r in _read_tsv(tmp_path / "sct.tsv")}
+    pmj = {r["level"]: float(r["midpoint_pmj_mm"]) for r in _read_tsv(tmp_path / "pmj.tsv")}
+    assert any(abs(sct[level] - pmj[level]) > 0.1 for level in sct)  # the option changes the numbers
+
+
+def test_distance_sct_without_pmj_is_one_sentence(sct_data, tmp_path):
+    f = _pam50(sct_data)
+    proc = rootletseg("--rootlets", f["rootlets"], "--cord", f["cord"], "--distance", "sct", "-o", tmp_path / "t.tsv")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "SCT-compatible distances need a cord mask and a PMJ" in proc.stderr
+    assert list(tmp_path.iterdir()) == []

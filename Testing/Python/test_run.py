@@ -159,3 +159,55 @@ def test_landmarks_writes_what_levels_takes(phantom_files, tmp_path):
     assert again.returncode != 0 and "exist" in again.stderr
     wrong = rootletseg("landmarks", phantom_files["image"], "-o", tmp_path / "x", "--model", "demo", cwd=tmp_path)
     assert wrong.returncode != 0 and "not a landmark model" in wrong.stderr
+
+
+def test_run_distance_sct_and_gapless_caudal_give_the_levels_numbers(phantom_files, tmp_path):
+    """`run --method gapless-caudal --distance sct` writes the table `levels` (and so the Python API,
+    test_levels_cli) gives with the same options on run's label map; the default run's table differs from it."""
+    out = tmp_path / "sct"
+    done = rootletseg("run", phantom_files["image"], "-o", out, "--model", "demo", "--cord", phantom_files["cord"],
+                      "--discs", phantom_files["discs"], "--pmj", phantom_files["pmj"], "--method", "gapless-caudal",
+                      "--distance", "sct", "--threads", "1", "--progress", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    outputs = result_outputs(done)
+    planning = json.loads(Path(outputs["levels_planning_json"]).read_text())
+    assert planning["provenance"]["distance"] == "sct" and planning["provenance"]["method"] == "gapless-caudal"
+    landmarks = ["--cord", phantom_files["cord"], "--discs", phantom_files["discs"], "--pmj", phantom_files["pmj"]]
+    for name, options in (("sct", ["--method", "gapless-caudal", "--distance", "sct"]), ("default", [])):
+        levels = rootletseg("levels", "--rootlets", outputs["segmentation"], *landmarks, *options,
+                            "-o", tmp_path / f"{name}.tsv", cwd=tmp_path)
+        assert levels.returncode == 0, levels.stderr
+    assert (tmp_path / "sct.tsv").read_text() == Path(outputs["levels_table"]).read_text()
+    assert (tmp_path / "default.tsv").read_text() != Path(outputs["levels_table"]).read_text()
+
+
+def test_run_distance_sct_without_pmj_fails_before_any_inference(phantom_files, tmp_path):
+    out = tmp_path / "out"
+    done = rootletseg("run", phantom_files["image"], "-o", out, "--model", "demo", "--landmark-model", "demo-spine",
+                      "--distance", "sct", "--progress", "json", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    errors = [json.loads(line) for line in done.stdout.splitlines() if '"error"' in line]
+    assert len(errors) == 1 and "SCT-compatible distances need a PMJ" in errors[0]["message"]
+    assert not stages(done) & {"load", "predict"}
+    assert not out.exists()
+
+
+def test_loaded_models_are_reused_and_change_no_output(phantom_files, tmp_path):
+    """One LoadedModels for two images builds each network once (counted from the predictor's "load" events);
+    each image's outputs equal those of a run that loads its own models."""
+    from RootletSegLogic.pipeline.models import LoadedModels
+    from RootletSegLogic.pipeline.run import run_pipeline
+
+    other = write_phantom(make_phantom(seed=2201), tmp_path / "phantom_2201")
+    models = LoadedModels("demo", "demo-spine", device="cpu", threads=1)
+    for index, files in enumerate((phantom_files, other)):
+        shared = run_pipeline(files["image"], tmp_path / f"shared{index}", pmj=files["pmj"], models=models)
+        alone = run_pipeline(files["image"], tmp_path / f"alone{index}", model="demo", landmark_model="demo-spine",
+                             pmj=files["pmj"], device="cpu", threads=1)
+        assert set(shared.outputs) == set(alone.outputs)
+        for name, path in alone.outputs.items():
+            if "sidecar" in name or name == "levels_planning_json" or path.endswith(".svg"):
+                continue  # these hold their own paths and times
+            assert Path(shared.outputs[name]).read_bytes() == Path(path).read_bytes(), name
+        assert shared.warnings == alone.warnings
+    assert models.loads == {"rootlets": 1, "landmarks": 1}
