@@ -134,7 +134,8 @@ def main() -> int:
         reference = results["fp32"]["labels"]
         print(f"\n{args.case}: {tuple(image.GetSize())} voxels at {image.GetSpacing()[0]:g} mm, device {device}, "
               f"{repeats} timed run(s) after one warm-up")
-        header = f"{'variant':<16} {'median s':>9} {'peak GPU MiB':>13}  {'Dice vs fp32 (min/mean)':<24} {'vs truth (mean)':>15}"
+        header = (f"{'variant':<16} {'median s':>9} {'peak GPU MiB':>13}  {'Dice vs fp32 (min/mean)':<24} "
+                  f"{'vs truth (mean)':>15}")
         print(header)
         print("-" * len(header))
         table = {}

@@ -10,9 +10,9 @@ the CPU plugin is told to infer in f32 (on CPUs with bf16 instructions it would 
 
 Cache (per user, beside the models: `<cache>/openvino/<key>/`): the converted model of each fold as OpenVINO IR
 (`fold_<f>.xml` / `.bin`), and OpenVINO's own compiled-blob cache (`compiled/`). The key hashes the weights (the
-tensors themselves), the network's description from plans.json, the number of outputs, the patch size and the
-OpenVINO version, so a changed model, patch or OpenVINO never reuses a stale conversion. Entries are written to a
-temporary folder and moved into place, so a crash leaves no half-written entry.
+tensors themselves), the network's description from plans.json, the number of outputs, the patch size, the
+OpenVINO version and `CONVERSION_VERSION`, so a changed model, patch or OpenVINO never reuses a stale conversion.
+Entries are written to a temporary folder and moved into place, so a crash leaves no half-written entry.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 
 CACHE_FOLDER = "openvino"
 _KEY_LENGTH = 24  # hex digits of the cache key used as the folder name
+CONVERSION_VERSION = 2  # part of the cache key: raise it when the conversion itself changes (2: static input shape)
 
 
 def openvino_version() -> str:
@@ -49,9 +50,9 @@ def cache_key(fold_parameters: Sequence[dict], architecture: dict, num_outputs: 
               patch_size: Sequence[int]) -> str:
     """Hex digest naming one model + patch + OpenVINO version (see the module docstring)."""
     digest = hashlib.blake2b(digest_size=32)
-    digest.update(json.dumps({"architecture": architecture, "outputs": int(num_outputs),
-                              "patch": [int(p) for p in patch_size], "openvino": openvino_version(),
-                              "folds": len(fold_parameters)}, sort_keys=True, default=str).encode())
+    digest.update(json.dumps({"conversion": CONVERSION_VERSION, "architecture": architecture,
+                              "outputs": int(num_outputs), "patch": [int(p) for p in patch_size],
+                              "openvino": openvino_version(), "folds": len(fold_parameters)}, sort_keys=True, default=str).encode())
     for parameters in fold_parameters:
         for name in sorted(parameters):
             tensor = parameters[name]
@@ -83,6 +84,7 @@ def _convert_into(folder: Path, network, fold_parameters: Sequence[dict], input_
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)  # PyTorch's note on the tracer OpenVINO uses
             model = openvino.convert_model(network, example_input=example)
+        model.reshape(list(example.shape))  # every tile has the patch size: a static shape
         openvino.save_model(model, str(folder / f"fold_{index}.xml"), compress_to_fp16=False)
 
 
@@ -140,12 +142,21 @@ class OpenVINONetwork:
             pass
         compiled = [_compile(core, entry / f"fold_{i}.xml", threads) for i in range(len(fold_parameters))]
         network_call = cls(compiled, fold_parameters, entry, cache_hit, input_shape)
-        network_call._check(network, fold_parameters[0])
+        if not cache_hit:  # checked once, when converted (a PyTorch tile costs as much as a tenth of a volume)
+            try:
+                for parameters in fold_parameters:
+                    network_call._check(network, parameters)
+            except BaseException:
+                shutil.rmtree(entry, ignore_errors=True)  # a conversion that failed its check is never reused
+                raise
+            finally:
+                network.load_state_dict(fold_parameters[0])
         return network_call
 
     def _check(self, network, parameters: dict) -> None:
-        """Compile-time sanity check: one random tile through OpenVINO and PyTorch must agree closely (a conversion
-        that silently changes the network must not pass for a working backend)."""
+        """Conversion-time check of one fold: a random tile through OpenVINO and PyTorch must agree closely (a
+        conversion that silently changes the network must not pass for a working backend, nor enter the cache as
+        one: a failed check raises before `create` returns, and the caller falls back to PyTorch)."""
         import torch
 
         rng = np.random.default_rng(0)

@@ -160,3 +160,17 @@ def test_the_slicer_install_plan_brings_openvino_with_nnunetv2(tmp_path):
     dependencies.run_plan(with_extension, calls.append, nnunet_extension_install=lambda r: extension.append(r) or True)
     assert extension == ["nnunetv2>=2.5,<2.9"]
     assert len(calls) == 1 and calls[0][:2] == ["openvino>=2024.4", "--constraint"]
+
+
+def test_the_conversion_check_catches_an_openvino_network_that_is_not_the_pytorch_one(tmp_path, two_fold_model):
+    """`create` checks each converted fold against the PyTorch network on one tile (and removes the cache entry when
+    a check fails); here fold 1's compiled network is replaced by fold 0's, a real mismatch the check must see."""
+    segmenter = Segmenter(two_fold_model, device="cpu", threads=1, backend="torch")
+    network = segmenter.predictor.network
+    folds = segmenter.predictor.list_of_parameters
+    converted = OpenVINONetwork.create(network, folds, {"case": "check"}, 10, (16, 32, 32), threads=1,
+                                       cache_dir=tmp_path / "cache")
+    converted._check(network, folds[1])  # the real conversion passes
+    converted._compiled = [converted._compiled[0], converted._compiled[0]]
+    with pytest.raises(RuntimeError, match="differs from PyTorch"):
+        converted._check(network, folds[1])
