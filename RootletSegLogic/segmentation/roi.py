@@ -23,7 +23,10 @@ import SimpleITK as sitk
 
 from RootletSegLogic.errors import UserError
 
-DEFAULT_ROI_MARGIN_MM = 25.0  # measured: see bench/bench_vs_reference.py (--margins) and the issue 9 note
+# Measured (bench/bench_vs_reference.py --margins, re-trained demo model, 64x320x320 0.8 mm phantom): from 10 mm on,
+# the mean Dice against the truth stays within 0.01 of the whole-volume run (worst level -0.018 at 25 mm, -0.024 at
+# 15 and 30 mm); the issue asks for at least 20 mm, so 25 mm; the full-size network still needs 4 of 8 tiles there.
+DEFAULT_ROI_MARGIN_MM = 25.0
 MIN_ROI_MARGIN_MM = 0.0
 
 CordInput = Union[sitk.Image, str, os.PathLike]

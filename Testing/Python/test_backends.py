@@ -6,6 +6,9 @@ Speed is measured by bench/bench_vs_reference.py, never here.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -88,23 +91,49 @@ def test_each_fold_runs_its_own_converted_network(two_fold_model):
         network.load_state_dict({})
 
 
-def test_the_conversion_is_cached_per_model_and_patch_size(tmp_path, monkeypatch, two_fold_model):
-    monkeypatch.setenv("ROOTLETSEG_HOME", str(tmp_path / "home"))
-    first = Segmenter(two_fold_model, device="cpu", threads=1, backend="openvino").openvino
-    assert not first.cache_hit and first.cache_path.parent == cache_folder()
-    assert sorted(p.name for p in first.cache_path.glob("fold_*.xml")) == ["fold_0.xml", "fold_1.xml"]
-    second = Segmenter(two_fold_model, device="cpu", threads=1, backend="openvino").openvino
-    assert second.cache_hit and second.cache_path == first.cache_path
+_CACHE_CHECK = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from model_factory import make_model_folder, small_plans
+from RootletSegLogic.segmentation.model_folder import load_model_folder
+from RootletSegLogic.segmentation.openvino_backend import cache_folder
+from RootletSegLogic.segmentation.predictor import Segmenter
+from pathlib import Path
+work = Path(sys.argv[2])
+model = load_model_folder(make_model_folder(work / "model", small_plans(), folds=(0, 1), seed=3))
+def run(folder):
+    ov = Segmenter(folder, device="cpu", threads=1, backend="openvino").openvino
+    return {"hit": ov.cache_hit, "path": str(ov.cache_path)}
+result = {"root": str(cache_folder()), "first": run(model), "second": run(model)}
+result["xml"] = sorted(p.name for p in Path(result["first"]["path"]).glob("fold_*.xml"))
+other = load_model_folder(make_model_folder(work / "other", small_plans(patch_size=(16, 16, 32)), folds=(0, 1), seed=3))
+result["other"] = run(other)
+(Path(result["first"]["path"]) / "fold_1.bin").unlink()
+result["again"] = run(model)
+result["bin_back"] = (Path(result["first"]["path"]) / "fold_1.bin").is_file()
+result["staging"] = [p.name for p in cache_folder().glob(".staging-*")]
+print(json.dumps(result))
+"""
+
+
+def test_the_conversion_is_cached_per_model_and_patch_size(tmp_path):
+    # its own process: in one pytest process, several conversions followed by another test's self-sent SIGTERM
+    # crashed the interpreter (OpenVINO / TorchScript state); `segment` processes convert at most once per model
+    env = dict(os.environ, ROOTLETSEG_HOME=str(tmp_path / "home"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    done = subprocess.run([sys.executable, "-c", _CACHE_CHECK, str(Path(__file__).resolve().parent), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    first, second, other, again = result["first"], result["second"], result["other"], result["again"]
+    assert not first["hit"] and Path(first["path"]).parent == Path(result["root"]) == tmp_path / "home" / "openvino"
+    assert result["xml"] == ["fold_0.xml", "fold_1.xml"]
+    assert second["hit"] and second["path"] == first["path"]
     # another patch size is another entry (the converted network has a static input shape)
-    other = load_model_folder(make_model_folder(tmp_path / "other", small_plans(patch_size=(16, 16, 32)),
-                                                folds=(0, 1), seed=3))
-    third = Segmenter(other, device="cpu", threads=1, backend="openvino").openvino
-    assert not third.cache_hit and third.cache_path != first.cache_path
+    assert not other["hit"] and other["path"] != first["path"]
     # a damaged entry (a weight file removed) is converted again, not used
-    (first.cache_path / "fold_1.bin").unlink()
-    again = Segmenter(two_fold_model, device="cpu", threads=1, backend="openvino").openvino
-    assert not again.cache_hit and (first.cache_path / "fold_1.bin").is_file()
-    assert not list(cache_folder().glob(".staging-*"))  # no temporary folder left behind
+    assert not again["hit"] and again["path"] == first["path"] and result["bin_back"]
+    assert result["staging"] == []  # no temporary folder left behind
 
 
 def test_a_failed_conversion_falls_back_to_pytorch_with_a_warning(tmp_path, monkeypatch, two_fold_model):
