@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 
+from RootletSegLogic.cli.levels import DISTANCE_HELP, DISTANCES, METHOD_HELP, METHODS
 from RootletSegLogic.cli.main import add_progress_option
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -46,7 +47,8 @@ def add_level_arguments(parser: argparse.ArgumentParser) -> None:
     discs.add_argument("--discs", metavar="D.nii.gz", help="SCT disc label image (2 = C1/C2, 3 = C2/C3, ..., 50 = PMJ)")
     discs.add_argument("--disc-points", metavar="P.json", help="disc points: .csv/.tsv/.json/.mrk.json")
     group.add_argument("--pmj", metavar="PMJ.nii.gz", help="PMJ label image (value 50)")
-    group.add_argument("--method", choices=("paper", "gapless"), default="paper", help="level method (default paper)")
+    group.add_argument("--method", choices=METHODS, default="paper", help=METHOD_HELP)
+    group.add_argument("--distance", choices=DISTANCES, default="pmj", help=DISTANCE_HELP)
 
 
 def register(subparsers) -> None:
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace, reporter) -> int:
     )
 
     levels = level_request_for(args.output or default_output_path(args.image), args.cord, args.discs,
-                               args.disc_points, args.pmj, args.method)
+                               args.disc_points, args.pmj, args.method, args.distance)
     outputs = segment_file(
         args.image, args.output, model=args.model, device=args.device, tta=args.tta, step=args.step,
         folds=args.folds, overwrite=args.overwrite, progress=reporter, warn=reporter.warning, threads=args.threads,

@@ -97,20 +97,23 @@ class LevelRequest:
     inputs: LevelInputs
     outputs: LevelOutputs
     method: str = "paper"
+    distance: str = "pmj"  # "pmj" (ours) or "sct" (as SCT's scripts measure): levels.method.compute_levels
 
 
 def level_request_for(segmentation: Union[str, os.PathLike], cord=None, discs=None, disc_points=None, pmj=None,
-                      method: str = "paper") -> Optional[LevelRequest]:
+                      method: str = "paper", distance: str = "pmj") -> Optional[LevelRequest]:
     """A LevelRequest with the outputs beside `segmentation` and named after it (`naming.level_paths_for_
     segmentation`), or None when no cord and no discs were given. UserError for a PMJ alone (it gives no levels)."""
     if not (cord or discs or disc_points):
         if pmj:
             raise UserError("--pmj alone gives no levels: add --cord and/or --discs.")
         return None
+    if distance == "sct" and not cord:  # fail before the inference, not after it
+        raise UserError("--distance sct measures along the cord from its top slice: add --cord (and a PMJ).")
     segmentation = Path(segmentation)
     inputs = LevelInputs(segmentation, *(Path(p) if p else None for p in (cord, discs, disc_points, pmj)))
     outputs = LevelOutputs(**naming.level_paths_for_segmentation(segmentation, with_label_image=bool(cord)))
-    return LevelRequest(inputs, outputs, method)
+    return LevelRequest(inputs, outputs, method, distance)
 
 
 @dataclass
@@ -221,12 +224,13 @@ def segment_and_levels(input_path: Union[str, os.PathLike], output_path: Union[s
     if levels is not None:
         landmarks.rootlets = labels
         try:
-            result = compute_level_data(landmarks, levels.method, progress)
+            result = compute_level_data(landmarks, levels.method, progress, distance=levels.distance)
         except UserError as error:
             level_error = error
         else:
             records.mark_written(output_path)  # the label map is this run's own: never read back to hash it
-            result.provenance = provenance_for(levels.inputs, levels.method, records=records, model=sidecar["model"])
+            result.provenance = provenance_for(levels.inputs, levels.method, records=records, model=sidecar["model"],
+                                               distance=levels.distance)
             for warning in result.warnings:
                 warn(warning)
 

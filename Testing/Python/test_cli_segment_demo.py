@@ -103,6 +103,30 @@ def test_segment_checks_level_inputs_before_segmenting(tmp_path):
     assert sorted(p.name for p in phantom_dir.iterdir()) == before
     done = rootletseg("segment", phantom_dir / "image.nii.gz", "--model", "demo", "--pmj", phantom_dir / "pmj.nii.gz")
     assert done.returncode == 1 and "--pmj alone" in done.stderr
+    done = rootletseg("segment", phantom_dir / "image.nii.gz", "--model", "demo", "--discs",
+                      phantom_dir / "discs.nii.gz", "--distance", "sct")
+    assert done.returncode == 1 and "--distance sct" in done.stderr and "add --cord" in done.stderr
+    assert sorted(p.name for p in phantom_dir.iterdir()) == before
+
+
+def test_segment_levels_with_sct_distance_and_caudal_gapless_equal_levels(tmp_path):
+    """`segment --method gapless-caudal --distance sct` writes the table `levels` writes with the same options."""
+    phantom_dir = tmp_path / "phantom"
+    assert rootletseg("phantom", "--out", phantom_dir, "--seed", "1004").returncode == 0
+    landmarks = ["--cord", phantom_dir / "cord.nii.gz", "--discs", phantom_dir / "discs.nii.gz",
+                 "--pmj", phantom_dir / "pmj.nii.gz", "--method", "gapless-caudal", "--distance", "sct"]
+    done = rootletseg("segment", phantom_dir / "image.nii.gz", "--model", "demo", "--threads", "1", "--no-crop",
+                      *landmarks, "--progress", "json")
+    assert done.returncode == 0, done.stderr
+    outputs = json.loads(done.stdout.splitlines()[-1])["outputs"]
+    planning = json.loads(Path(outputs["planning_json"]).read_text())
+    assert planning["provenance"]["distance"] == "sct" and planning["provenance"]["method"] == "gapless-caudal"
+    again = rootletseg("levels", "--rootlets", outputs["segmentation"], *landmarks, "-o", tmp_path / "levels.tsv")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "levels.tsv").read_text() == Path(outputs["table"]).read_text()
+    default = rootletseg("levels", "--rootlets", outputs["segmentation"], *landmarks[:6], "--method",
+                         "gapless-caudal", "-o", tmp_path / "default.tsv")
+    assert default.returncode == 0 and (tmp_path / "default.tsv").read_text() != Path(outputs["table"]).read_text()
 
 
 def test_segment_refuses_a_cord_on_another_grid_before_segmenting(tmp_path):
