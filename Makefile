@@ -36,6 +36,7 @@ bench: install
 	$(VENV)/bin/python bench/bench_levels.py
 	$(VENV)/bin/python bench/bench_segment.py
 	$(VENV)/bin/python bench/bench_vs_reference.py --margins 15,20,25,30
+	$(VENV)/bin/python bench/bench_batch.py
 
 # GPU figures (fp16, on-device accumulation): run on a machine with a CUDA GPU; says so and exits without one
 bench-gpu: install
