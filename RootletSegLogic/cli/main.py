@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     reporter = make_reporter(getattr(args, "progress", "bar"))
     _received_signal = None
     if getattr(args, "trust_checkpoints", False):
-        from RootletSegLogic.segmentation.predictor import TRUST_ENV
+        from RootletSegLogic.segmentation.checkpoints import TRUST_ENV
 
         os.environ[TRUST_ENV] = "1"  # read by the Segmenter wherever segment builds it (also in a child process)
     from RootletSegLogic.images.files import track_inputs

@@ -21,7 +21,7 @@ of the folder: on any failure, or Ctrl-C (SIGINT/SIGTERM raise `Cancelled`), the
 (`resolve_model`) and lists the models (`list_models`, `model_info`); adding a model to the cache (`download_model`,
 `import_model`) is `cache_install.py`, reading installed models back (records, metadata, trust) `cached_models.py`.
 
-Model checkpoints are Python pickles; they are loaded weights-only (`predictor.load_checkpoint`). Registry models
+Model checkpoints are Python pickles; they are loaded weights-only (`checkpoints.load_checkpoint`). Registry models
 downloaded from the registry URL (or whose zip has the registry's sha256) and embedded models are `trusted`; a model
 downloaded from a mirror without the registry's checksum is recorded as unverified (`"verified": false`, source
 "mirror") and, like any other model, makes `resolve_model` call its `warn` callback once.

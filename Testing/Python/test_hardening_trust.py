@@ -4,7 +4,6 @@ the opt-in (ROOTLETSEG_TRUST_CHECKPOINTS=1) loads the rest; a model from a mirro
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import zipfile
@@ -20,7 +19,7 @@ from hardening_kit import assert_refused, cli, snapshot  # noqa: E402
 from model_factory import build_network, dataset_json, make_model_folder, small_plans  # noqa: E402
 
 from RootletSegLogic.errors import UserError  # noqa: E402
-from RootletSegLogic.segmentation.predictor import load_checkpoint  # noqa: E402
+from RootletSegLogic.segmentation.checkpoints import load_checkpoint  # noqa: E402
 
 torch = pytest.importorskip("torch")
 
