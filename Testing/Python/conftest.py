@@ -36,3 +36,19 @@ def sct_data() -> Path:
 def _isolated_model_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own model cache so nothing reads or writes the user's ~/.cache."""
     monkeypatch.setenv("ROOTLETSEG_HOME", str(tmp_path_factory.mktemp("rootletseg_home")))
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    """The phantom of seed 3 (synthetic.phantom), shared by the Slicer-side tests; a test module may define its own."""
+    from RootletSegLogic.synthetic.phantom import make_phantom
+
+    return make_phantom(seed=3)
+
+
+@pytest.fixture()
+def core():
+    """A fresh real MRML scene with Slicer's logics (slicer-core, no Qt), for the Slicer-side tests."""
+    from RootletSegLogic.slicer.volumes import create_core_scene
+
+    return create_core_scene()

@@ -27,6 +27,29 @@ def cli(*args, env: Optional[dict] = None, timeout: float = 300, cwd=None) -> su
                           env=environment(env), capture_output=True, text=True, timeout=timeout)
 
 
+_SIGTERM_AFTER_NTH_CALL = r"""
+import os, signal, sys
+name, at = sys.argv[1], int(sys.argv[2])
+real = getattr(os, name)
+count = [0]
+def patched(*args, **kwargs):
+    real(*args, **kwargs)
+    count[0] += 1
+    if count[0] == at:
+        os.kill(os.getpid(), signal.SIGTERM)
+setattr(os, name, patched)
+from RootletSegLogic.cli.main import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def cli_with_sigterm_after(os_function: str, at: int, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`rootletseg ARGS` in a real process that sends itself SIGTERM right after its `at`-th call of
+    `os.<os_function>` (os.rename / os.replace: a signal in the middle of a commit or an install swap)."""
+    return subprocess.run([sys.executable, "-c", _SIGTERM_AFTER_NTH_CALL, os_function, str(at), *map(str, args)],
+                          env=environment(), capture_output=True, text=True, timeout=timeout)
+
+
 def assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> str:
     """The promise for a refused command: non-zero exit, no traceback, exactly one error line ending the output,
     one sentence (ends with '.'), containing each fragment (case-insensitive). Returns the sentence."""

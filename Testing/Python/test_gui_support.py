@@ -194,20 +194,6 @@ def test_requirements_match_pyproject():
 import slicer  # noqa: E402  (slicer-core, a test dependency: these tests must run, never skip)
 
 
-@pytest.fixture(scope="module")
-def phantom():
-    from RootletSegLogic.synthetic.phantom import make_phantom
-
-    return make_phantom(seed=3)
-
-
-@pytest.fixture()
-def core():
-    from RootletSegLogic.slicer.volumes import create_core_scene
-
-    return create_core_scene()
-
-
 def _volume_with_transform(core, phantom):
     """The phantom as a volume node under a rigid parent transform (the panel exports world space)."""
     import vtk

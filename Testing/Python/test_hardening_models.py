@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -17,7 +16,7 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hardening_kit import assert_refused, cli, environment, snapshot  # noqa: E402
+from hardening_kit import assert_refused, cli, cli_with_sigterm_after, snapshot  # noqa: E402
 from model_factory import make_model_folder, small_plans  # noqa: E402
 
 TRAINER = "nnUNetTrainer__nnUNetPlans__3d_fullres"
@@ -95,22 +94,6 @@ def test_nnunet_class_that_does_not_exist_is_one_sentence(tmp_path):
     assert snapshot(tmp_path) == before
 
 
-SIGNAL_IN_SWAP = r"""
-import os, signal, sys
-from RootletSegLogic.segmentation import install
-from RootletSegLogic.cli.main import main
-real = os.replace
-count = [0]
-def replace(a, b):
-    real(a, b)
-    count[0] += 1
-    if count[0] == int(sys.argv[1]):
-        os.kill(os.getpid(), signal.SIGTERM)
-install.os.replace = replace
-sys.exit(main(sys.argv[2:]))
-"""
-
-
 def listed_models() -> dict:
     result = cli("models", "list", "--json")
     assert result.returncode == 0, result.stderr
@@ -123,8 +106,7 @@ def test_interrupted_import_force_keeps_the_old_model(tmp_path, at):
     new = make_model_folder(tmp_path / "new", small_plans(), seed=2)
     assert cli("models", "import", old, "--name", "mine").returncode == 0
     before = snapshot(home() / "models" / "imported")
-    result = subprocess.run([sys.executable, "-c", SIGNAL_IN_SWAP, str(at), "models", "import", str(new), "--name",
-                             "mine", "--force"], env=environment(), capture_output=True, text=True, timeout=120)
+    result = cli_with_sigterm_after("replace", at, "models", "import", new, "--name", "mine", "--force", timeout=120)
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     assert "Traceback" not in result.stderr
     assert snapshot(home() / "models" / "imported") == before

@@ -22,11 +22,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hardening_kit import assert_refused, cli, environment, snapshot  # noqa: E402
+from hardening_kit import assert_refused, cli, cli_with_sigterm_after, snapshot  # noqa: E402
 
 from RootletSegLogic.errors import UserError  # noqa: E402
 from RootletSegLogic.images import atomic  # noqa: E402
-from RootletSegLogic.images.atomic import atomic_outputs, check_outputs, commit  # noqa: E402
+from RootletSegLogic.images.atomic import atomic_outputs, check_outputs  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------- fault injection
@@ -232,22 +232,6 @@ def test_error_in_the_middle_of_the_renames_restores(tmp_path, monkeypatch):
     assert snapshot(tmp_path) == before
 
 
-SIGNAL_AT_COMMIT = r"""
-import os, signal, sys
-from RootletSegLogic.images import atomic
-from RootletSegLogic.cli.main import main
-real = os.rename
-count = [0]
-def rename(a, b):
-    real(a, b)
-    count[0] += 1
-    if count[0] == int(sys.argv[1]):
-        os.kill(os.getpid(), signal.SIGTERM)
-atomic.os.rename = rename
-sys.exit(main(sys.argv[2:]))
-"""
-
-
 @pytest.mark.parametrize("at", [1, 3, 4, 6])  # while moving targets aside / while renaming new files in
 def test_sigterm_during_the_commit_leaves_the_old_set(work, at):
     outputs = ["-o", work / "t.tsv", "--json", work / "t.json", "--pairings", work / "p.tsv"]
@@ -256,8 +240,7 @@ def test_sigterm_during_the_commit_leaves_the_old_set(work, at):
     before = snapshot(work)
     args = ["levels", "--rootlets", work / "rootlets.nii.gz", "--cord", work / "cord.nii.gz", "--discs",
             work / "discs.nii.gz", "--progress", "none", *outputs, "--method", "gapless", "--overwrite"]
-    result = subprocess.run([sys.executable, "-c", SIGNAL_AT_COMMIT, str(at), *map(str, args)], env=environment(),
-                            capture_output=True, text=True, timeout=300)
+    result = cli_with_sigterm_after("rename", at, *args)
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     assert "no output was written" in result.stderr and "Traceback" not in result.stderr
     assert snapshot(work) == before

@@ -15,29 +15,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import slicer  # noqa: F401  (slicer-core, a test dependency)
 import slicerio  # a test dependency: an independent reader of the .seg.nrrd we write
 
-import slicer  # noqa: F401  (slicer-core, a test dependency)
 from RootletSegLogic.errors import UserError
 from RootletSegLogic.images.atomic import write_image, write_text
 from RootletSegLogic.slicer import session as panel
 from RootletSegLogic.slicer.gui_sync import cord_from_selector, show_cord_in_selector
 from RootletSegLogic.slicer.panel_session import PanelSession
 from RootletSegLogic.slicer.session import Contrast, LevelMethod
-
-
-@pytest.fixture(scope="module")
-def phantom():
-    from RootletSegLogic.synthetic.phantom import make_phantom
-
-    return make_phantom(seed=3)
-
-
-@pytest.fixture()
-def core():
-    from RootletSegLogic.slicer.volumes import create_core_scene
-
-    return create_core_scene()
 
 
 def _params(**values):
@@ -53,7 +39,10 @@ def _scene_with_results(core, phantom, tmp_path, sidecar_model=None):
     first segment, and the phantom's discs: what the panel has after Apply and the level inputs."""
     from RootletSegLogic.levels.discs import landmarks_from_label_image
     from RootletSegLogic.slicer.level_nodes import markups_from_disc_points
-    from RootletSegLogic.slicer.volumes import image_from_volume_node, volume_node_from_image
+    from RootletSegLogic.slicer.volumes import (
+        image_from_volume_node,
+        volume_node_from_image,
+    )
 
     scene = core.scene
     volume = volume_node_from_image(scene, phantom.image, "phantom T2w")
