@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 
 from RootletSegLogic.cli.main import add_progress_option
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+from RootletSegLogic.cli.segment import DEVICE_CHOICES
 
 
 def register(subparsers) -> None:

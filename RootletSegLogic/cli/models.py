@@ -83,7 +83,6 @@ def _print_list(as_json: bool) -> None:
 
 def _print_info(name: str, as_json: bool) -> None:
     from RootletSegLogic.segmentation.cache import model_info
-
     from RootletSegLogic.segmentation.registry import lookup
 
     info = model_info(name)

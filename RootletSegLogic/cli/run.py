@@ -11,9 +11,8 @@ import sys
 
 from RootletSegLogic.cli.levels import DISTANCE_HELP, DISTANCES, METHOD_HELP, METHODS
 from RootletSegLogic.cli.main import add_progress_option
-from RootletSegLogic.cli.segment import BACKENDS, DEFAULT_ROI_MARGIN_MM
+from RootletSegLogic.cli.segment import BACKENDS, DEFAULT_ROI_MARGIN_MM, DEVICE_CHOICES
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 TABLE_COLUMNS = ("level_type", "level", "rostral_S_mm", "caudal_S_mm", "midpoint_distance_mm", "height_mm")
 
 
