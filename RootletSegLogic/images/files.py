@@ -1,4 +1,5 @@
-"""File names and identities: image suffixes and stems, absolute paths, sha256 of a file."""
+"""File identities: image suffixes, absolute paths, sha256 of a file, the inputs a command has read (file
+stems and output names are `RootletSegLogic.naming`'s)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,6 @@ IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 def absolute_path(path: os.PathLike | str) -> Path:
     """Absolute, normalised path ("a/../b" -> "b"), without resolving symbolic links: what users see printed."""
     return Path(os.path.abspath(os.fspath(path)))
-
-
-# ----------------------------------------------------------------------------------------------------- reading
-def image_stem(path: os.PathLike | str) -> str:
-    """File name without its image suffix and without nnU-Net's channel suffix `_0000`."""
-    name = Path(path).name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    if name.endswith("_0000"):
-        name = name[: -len("_0000")]
-    return name
 
 
 def file_sha256(path: os.PathLike | str, chunk_bytes: int = 1 << 20) -> str:

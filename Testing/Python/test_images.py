@@ -17,7 +17,7 @@ from RootletSegLogic.images.atomic import (
     write_image,
     write_text,
 )
-from RootletSegLogic.images.files import absolute_path, image_stem
+from RootletSegLogic.images.files import absolute_path
 from RootletSegLogic.images.grid import same_grid
 from RootletSegLogic.images.orientation import (
     ALL_AXCODES,
@@ -31,6 +31,7 @@ from RootletSegLogic.images.orientation import (
 )
 from RootletSegLogic.images.reading import read_image
 from RootletSegLogic.images.world import lps_to_ras, voxel_centers_lps
+from RootletSegLogic.naming import image_stem
 
 
 def _asymmetric_image(direction_code="RAS", spacing=(0.8, 1.1, 1.7)) -> sitk.Image:
