@@ -8,7 +8,8 @@ written beside it as `<stem>_levels.tsv`, `_levels.json`, `_levels.mrk.json`, `_
 label map in memory and written with it as one set (`segmentation.workflow.segment_and_levels`). Level inputs and
 outputs are checked before the (long) segmentation starts.
 
-Speed: --backend chooses what runs the network (OpenVINO on the CPU by default when installed); with --cord the
+Speed: --backend chooses what runs the network (OpenVINO on the CPU by default when installed, for volumes of two
+or more tiles); with --cord the
 network runs only on the cord's box dilated by --roi-margin-mm (--no-crop: the whole volume). Both are recorded in
 the sidecar.
 """
@@ -78,7 +79,8 @@ def register(subparsers) -> None:
                         help="CPU threads for the network (default: all CPUs; fewer can be faster on a busy machine)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="what runs the network: openvino (CPU only, faster), torch (nnU-Net's own path, as SCT), "
-                        "or auto (default: openvino on the CPU when installed, torch otherwise and on GPUs)")
+                        "or auto (default: openvino on the CPU when installed and the volume needs two tiles or more, torch "
+                        "otherwise and on GPUs)")
     parser.add_argument("--roi-margin-mm", type=float, default=DEFAULT_ROI_MARGIN_MM, metavar="MM",
                         help="with --cord, predict only on the cord's bounding box dilated by this many mm "
                         f"(default {DEFAULT_ROI_MARGIN_MM:g}) and put the result back on the full grid")

@@ -44,6 +44,7 @@ class LoadedModels:
         self._folders: dict = {}
         self._runners: dict = {}
         self._said: dict = {}  # what -> warnings said while resolving / loading it, repeated to every later user
+        self._listener: dict = {}  # what -> the warn callback of the run that asked for it last
 
     # ------------------------------------------------------------------------------------------- model folders
     def rootlet_folder(self, progress: Optional[ProgressCallback] = None, warn: Optional[Warn] = None):
@@ -93,6 +94,7 @@ class LoadedModels:
         """`make(say)` the first time (its warnings kept under `what`); later calls repeat those warnings."""
         store = self._folders if what.endswith("_folder") else self._runners
         warn = warn or (lambda _message: None)
+        self._listener[what] = warn  # a network can still warn later (OpenVINO set up at its first big volume)
         if what in store:
             for message in self._said.get(what, ()):
                 warn(message)
@@ -101,7 +103,7 @@ class LoadedModels:
 
         def say(message: str) -> None:
             said.append(message)
-            warn(message)
+            self._listener[what](message)  # the run using it now hears it, not the run that built it
 
         store[what] = make(say)  # a failure stores nothing: the next call tries again and says why again
         self._said[what] = said

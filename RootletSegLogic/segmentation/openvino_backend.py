@@ -58,7 +58,8 @@ def cache_key(fold_parameters: Sequence[dict], architecture: dict, num_outputs: 
             tensor = parameters[name]
             digest.update(name.encode())
             digest.update(str(tuple(tensor.shape)).encode())
-            digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+            # hashed through the buffer protocol: no byte copy of the weights (a float16 checkpoint is widened once)
+            digest.update(tensor.detach().cpu().float().contiguous().numpy())
     return digest.hexdigest()[:_KEY_LENGTH]
 
 
@@ -190,8 +191,16 @@ class OpenVINONetwork:
         array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         if array.shape != self.input_shape:
             raise RuntimeError(f"OpenVINO network converted for {self.input_shape}, got a tile of {array.shape}")
-        result = self._compiled[self._current](array)[0]
-        return torch.from_numpy(np.array(result, dtype=np.float32, copy=True))
+        # the tile is read in place (share_inputs); the logits come back in a fresh array of their own
+        # (share_outputs=False), which nnU-Net may scale in place: no further copy is needed
+        result = self._compiled[self._current](array, share_inputs=True)[0]
+        return torch.from_numpy(result)
+
+    def release_memory(self) -> None:
+        """Give back OpenVINO's intermediate buffers (the activations of a tile) until the next call: nnU-Net's
+        export, which follows the sliding window, then peaks without them."""
+        for compiled in self._compiled:
+            compiled.release_memory()
 
     @property
     def record(self) -> Dict[str, object]:

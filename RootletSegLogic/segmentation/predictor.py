@@ -25,7 +25,6 @@ Anything nnU-Net prints goes to stderr, so that stdout can carry JSON progress l
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from typing import Callable, List, Optional
@@ -36,66 +35,22 @@ import SimpleITK as sitk
 from RootletSegLogic.errors import Cancelled, UserError
 from RootletSegLogic.images.orientation import Reorientation, sct_to_axcodes
 from RootletSegLogic.progress import ProgressCallback, ProgressEvent, no_progress
-from RootletSegLogic.segmentation.backends import check_backend, choose_backend
+from RootletSegLogic.segmentation.backends import (
+    AUTO_OPENVINO_MIN_TILES,
+    check_backend,
+    choose_backend,
+    sliding_window_tiles,
+)
 from RootletSegLogic.segmentation.checkpoints import (
     load_checkpoint,
     trust_from_environment,
 )
 from RootletSegLogic.segmentation.model_folder import ModelFolder
+from RootletSegLogic.segmentation.stdout_guard import prints_to_stderr, with_real_stdout
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_STEP = 0.5
 DEFAULT_ORIENTATION_SCT = "LPI"  # SCT's default ("from" letters) == "RAS" here
-
-
-# ---------------------------------------------------------------------------------------------- small helpers
-# Lines nnU-Net prints that say nothing to a RootletSeg user (we never ask for on-device results off CUDA).
-_NOISE = ("perform_everything_on_device=True is only supported for cuda devices",)
-
-
-class _ToStderr:
-    """A text stream forwarding whole lines to stderr, minus nnU-Net's known noise."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.pending = ""
-
-    def write(self, text: str) -> int:
-        self.pending += text
-        *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            if not line.startswith(_NOISE):
-                self.stream.write(line + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        if self.pending and not self.pending.startswith(_NOISE):
-            self.stream.write(self.pending)
-        self.pending = ""
-        self.stream.flush()
-
-
-@contextlib.contextmanager
-def _prints_to_stderr():
-    """Send every print of third-party code to stderr while inside (stdout carries only our JSON lines);
-    yields the real stdout."""
-    real_stdout = sys.stdout
-    forward = _ToStderr(sys.stderr)
-    try:
-        with contextlib.redirect_stdout(forward):
-            yield real_stdout
-    finally:
-        forward.flush()
-
-
-def _with_real_stdout(progress: ProgressCallback, real_stdout) -> ProgressCallback:
-    """A callback that runs `progress` with the real stdout (JSON progress lines must still reach it)."""
-
-    def emit(event: ProgressEvent) -> None:
-        with contextlib.redirect_stdout(real_stdout):
-            progress(event)
-
-    return emit
 
 
 def model_orientation(model: ModelFolder) -> str:
@@ -162,7 +117,11 @@ def _predictor_class():
 
         def predict_sliding_window_return_logits(self, input_image):
             self._fold_index += 1  # one call per fold of the ensemble
-            return super().predict_sliding_window_return_logits(input_image)
+            logits = super().predict_sliding_window_return_logits(input_image)
+            release = getattr(self.network, "release_memory", None)  # OpenVINO's buffers, not needed for export
+            if release is not None:
+                release()
+            return logits
 
         def _internal_get_sliding_window_slicers(self, image_size):
             slicers = super()._internal_get_sliding_window_slicers(image_size)
@@ -200,8 +159,10 @@ class Segmenter:
     `trust_checkpoints`: load checkpoints with the full unpickler (can run code); None reads ROOTLETSEG_TRUST_CHECKPOINTS.
     Without it, checkpoints holding more than weights and plain values are refused (see `load_checkpoint`).
     `backend`: "auto" (OpenVINO on the CPU when installed, else PyTorch), "torch" or "openvino"
-    (`segmentation.backends`); only the network call changes. When OpenVINO cannot convert or compile the network,
-    `warn` is told why and PyTorch runs it (`backend` then reads "torch"; `settings` keeps what was requested).
+    (`segmentation.backends`); only the network call changes. With "auto" on the CPU, OpenVINO is set up at the
+    first volume of `AUTO_OPENVINO_MIN_TILES` tiles or more (smaller ones run on PyTorch; `backend` tells what ran
+    last). When OpenVINO cannot convert or compile the network, `warn` is told why and PyTorch runs it (`backend`
+    then reads "torch"; `settings` keeps what was requested).
     """
 
     def __init__(self, model: ModelFolder, device: str = "auto", tta: bool = False, step: float = DEFAULT_STEP,
@@ -220,9 +181,10 @@ class Segmenter:
         self.requested_backend = check_backend(backend)
         self.backend = choose_backend(self.requested_backend, self.device.type)
         self.openvino = None  # the OpenVINONetwork when OpenVINO runs the network
+        self._deferred_openvino = None  # "auto" on the CPU: what `_use_openvino` needs, until a volume is big enough
         self.orientation = model_orientation(model)
-        with _prints_to_stderr() as real_stdout:
-            self._load(_with_real_stdout(progress, real_stdout))
+        with prints_to_stderr() as real_stdout:
+            self._load(with_real_stdout(progress, real_stdout))
 
     def _load(self, progress: ProgressCallback) -> None:
         import torch
@@ -287,7 +249,11 @@ class Segmenter:
         predictor.manual_initialization(network, plans_manager, configuration, parameters, model.dataset_json,
                                         trainer_name, mirror_axes)
         self.predictor = predictor
-        if self.backend == "openvino":
+        self._plans_manager, self._configuration = plans_manager, configuration
+        if self.backend == "openvino" and self.requested_backend == "auto":
+            self._deferred_openvino = (network, parameters, configuration, num_inputs, num_outputs)
+            self.backend = "torch"  # until a volume of AUTO_OPENVINO_MIN_TILES tiles comes (see `segment`)
+        elif self.backend == "openvino":
             self._use_openvino(network, parameters, configuration, num_inputs, num_outputs, progress)
         self.label_dtype = np.uint8 if max(label_manager.all_labels) < 256 else np.uint16
 
@@ -314,6 +280,13 @@ class Segmenter:
             network.load_state_dict(parameters[0])
             return
         self.predictor.network = self.openvino
+        self.backend = "openvino"
+
+    def tiles_per_fold(self, shape_zyx, spacing_zyx) -> int:
+        """Sliding-window tiles per fold for an image of `shape_zyx` voxels at `spacing_zyx` mm in the model's
+        orientation (`backends.sliding_window_tiles`)."""
+        return sliding_window_tiles(shape_zyx, spacing_zyx, self._configuration,
+                                    self._plans_manager.transpose_forward, self.step)
 
     @property
     def settings(self) -> dict:
@@ -346,8 +319,12 @@ class Segmenter:
         if not np.isfinite(array).all():
             raise UserError("The image contains NaN or infinite voxels: fix or mask them first.")
         spacing_zyx = [float(s) for s in oriented.GetSpacing()[::-1]]
-        with _prints_to_stderr() as real_stdout:
-            emit = _with_real_stdout(progress, real_stdout)
+        with prints_to_stderr() as real_stdout:
+            emit = with_real_stdout(progress, real_stdout)
+            if self._deferred_openvino is not None and self.tiles_per_fold(array.shape[1:], spacing_zyx) >= \
+                    AUTO_OPENVINO_MIN_TILES:
+                deferred, self._deferred_openvino = self._deferred_openvino, None
+                self._use_openvino(*deferred, emit)
             emit(ProgressEvent("preprocess", 0, 1, f"image {tuple(array.shape[1:])} in {self.orientation}"))
             self.predictor.progress = emit
             try:

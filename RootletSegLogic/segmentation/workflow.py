@@ -171,8 +171,8 @@ def segment_and_levels(input_path: Union[str, os.PathLike], output_path: Union[s
     (a bad file fails before the long work), then the model, the inference, the levels and the writes. When the
     levels fail (UserError) the label map and sidecar are still written, as their own set, and the error says so.
 
-    Speed: `backend` "auto" (OpenVINO on the CPU when installed, else PyTorch), "torch" or "openvino" runs the
-    network (`segmentation.backends`). Region of interest (`segmentation.roi`): with a cord mask -- `roi_cord` (a
+    Speed: `backend` "auto" (OpenVINO on the CPU when installed, from two tiles on, else PyTorch), "torch" or
+    "openvino" runs the network (`segmentation.backends`). Region of interest (`segmentation.roi`): with a cord mask -- `roi_cord` (a
     SimpleITK image or a file path, on the image grid or any grid overlapping it), else the levels' `--cord` -- the
     network runs only on the cord's bounding box dilated by `roi_margin_mm` (mm), and the labels are put back on
     the full grid; `crop_to_cord=False` predicts the whole volume. The sidecar records the backend and the box.

@@ -22,7 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_factory import make_model_folder, small_plans  # noqa: E402
 
 from RootletSegLogic.errors import UserError  # noqa: E402
-from RootletSegLogic.segmentation.backends import BACKENDS, check_backend, choose_backend  # noqa: E402
+from RootletSegLogic.segmentation.backends import (  # noqa: E402
+    AUTO_OPENVINO_MIN_TILES,
+    BACKENDS,
+    check_backend,
+    choose_backend,
+)
 from RootletSegLogic.segmentation.model_folder import load_model_folder  # noqa: E402
 from RootletSegLogic.segmentation.openvino_backend import OpenVINONetwork, cache_folder  # noqa: E402
 from RootletSegLogic.segmentation.predictor import Segmenter  # noqa: E402
@@ -64,17 +69,43 @@ def test_openvino_ensemble_agrees_with_pytorch_and_is_recorded(two_fold_model):
     on_torch = Segmenter(two_fold_model, device="cpu", threads=1, backend="torch")
     on_openvino = Segmenter(two_fold_model, device="cpu", threads=1, backend="auto")
     assert on_torch.backend == "torch" and on_torch.openvino is None
-    assert on_openvino.backend == "openvino"
-    assert isinstance(on_openvino.predictor.network, OpenVINONetwork)
+    # "auto" sets OpenVINO up at the first volume of several tiles, not before
+    assert on_openvino.backend == "torch" and on_openvino.openvino is None
     # the same folds, the same sliding window: logits agree to float rounding, so the labels agree almost everywhere
     a = sitk.GetArrayFromImage(on_torch.segment(image))
     b = sitk.GetArrayFromImage(on_openvino.segment(image))
+    assert on_openvino.backend == "openvino"
+    assert isinstance(on_openvino.predictor.network, OpenVINONetwork)
     assert a.shape == b.shape
     assert (a != b).mean() < 1e-3, (a != b).sum()
     settings = on_openvino.settings
     assert settings["backend"] == "openvino" and settings["backend_requested"] == "auto"
     assert settings["openvino"]["precision"] == "f32" and settings["openvino"]["cache_hit"] is False
     assert on_torch.settings["backend"] == "torch" and on_torch.settings["openvino"] is None
+
+
+def test_auto_keeps_pytorch_for_a_one_tile_volume(two_fold_model):
+    segmenter = Segmenter(two_fold_model, device="cpu", threads=1, backend="auto")
+    small = textured_image(shape_xyz=(14, 14, 14), spacing=(1.0, 1.0, 1.0))  # fits in one (16, 32, 32) patch
+    labels = segmenter.segment(small)
+    assert segmenter.predictor._tiles_per_fold == 1 < AUTO_OPENVINO_MIN_TILES  # what nnU-Net really ran
+    assert labels.GetSize() == small.GetSize()
+    assert segmenter.backend == "torch" and segmenter.openvino is None
+    assert not isinstance(segmenter.predictor.network, OpenVINONetwork)
+    assert segmenter.settings["backend"] == "torch" and segmenter.settings["backend_requested"] == "auto"
+
+
+@pytest.mark.parametrize("shape_xyz, spacing", [((24, 20, 14), (1.0, 1.0, 1.0)), ((40, 36, 30), (0.9, 1.0, 1.1)),
+                                                ((70, 33, 17), (0.5, 1.7, 2.3)), ((16, 64, 90), (1.2, 0.8, 0.6))])
+def test_the_tile_count_before_preprocessing_is_the_count_nnunet_runs(two_fold_model, shape_xyz, spacing):
+    segmenter = Segmenter(two_fold_model, device="cpu", threads=1, backend="torch")
+    image = textured_image(shape_xyz=shape_xyz, spacing=spacing)
+    from RootletSegLogic.images.orientation import Reorientation
+
+    oriented = Reorientation(image, segmenter.orientation).apply(image)
+    expected = segmenter.tiles_per_fold(sitk.GetArrayViewFromImage(oriented).shape, oriented.GetSpacing()[::-1])
+    segmenter.segment(image)
+    assert segmenter.predictor._tiles_per_fold == expected
 
 
 def test_each_fold_runs_its_own_converted_network(two_fold_model):
@@ -203,3 +234,22 @@ def test_the_conversion_check_catches_an_openvino_network_that_is_not_the_pytorc
     converted._compiled = [converted._compiled[0], converted._compiled[0]]
     with pytest.raises(RuntimeError, match="differs from PyTorch"):
         converted._check(network, folds[1])
+
+
+def test_a_fallback_at_the_first_big_volume_warns_the_run_of_that_volume(tmp_path, monkeypatch, two_fold_model):
+    # a batch worker keeps one network for many images: with "auto", OpenVINO is set up (here: fails) at the first
+    # volume of several tiles, so its warning belongs to that image's run, and is repeated to later runs
+    from RootletSegLogic.pipeline.models import LoadedModels
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("ROOTLETSEG_HOME", str(blocker))
+    models = LoadedModels(model=two_fold_model, device="cpu", threads=1, backend="auto")
+    first, second, third = [], [], []
+    models.segmenter(warn=first.append).segment(textured_image(shape_xyz=(14, 14, 14)))  # one tile: PyTorch
+    segmenter = models.segmenter(warn=second.append)
+    segmenter.segment(textured_image())  # several tiles: OpenVINO is tried and cannot be set up
+    models.segmenter(warn=third.append)
+    assert first == [] and len(second) == 1 and "PyTorch runs it instead" in second[0]
+    assert third == second
+    assert segmenter.backend == "torch" and segmenter.openvino is None

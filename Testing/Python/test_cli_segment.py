@@ -105,15 +105,27 @@ def test_formats_outputs_sidecar_and_json_progress(tmp_path, model_dir, name, ex
     sidecar = json.loads(side_path.read_text())
     assert sidecar["input"]["path"] == str(source)
     assert sidecar["model"]["folds"] == ["0"] and sidecar["model"]["trusted"] is False
-    openvino = sidecar["settings"].pop("openvino")  # backend auto: OpenVINO on this CPU (a dependency)
-    assert openvino["precision"] == "f32" and openvino["cache"].startswith(os.environ["ROOTLETSEG_HOME"])
-    assert sidecar["settings"] == {"backend": "openvino", "backend_requested": "auto", "device": "cpu",
+    # backend auto on a volume of one tile: PyTorch (OpenVINO is set up from two tiles on: see the next test)
+    assert sidecar["settings"] == {"backend": "torch", "backend_requested": "auto", "openvino": None, "device": "cpu",
                                    "device_requested": "cpu", "threads": 1, "tta": False, "mirror_axes": None,
                                    "step": 0.5, "gaussian": True, "postprocessing": None, "folds": ["0"]}
     assert sidecar["roi"] == {"cropped": False, "reason": "no cord given"}
-    assert sidecar["software"]["openvino"]
+    assert sidecar["software"]["openvino"] is None  # it did not run
     assert sidecar["orientation"]["used"] == "RAS" and sidecar["orientation"]["input"] == "RIP"
     assert set(sidecar["software"]) >= {"rootletseg", "nnunetv2", "torch"}
+
+
+def test_auto_runs_openvino_on_a_volume_of_several_tiles(tmp_path, model_dir):
+    source = tmp_path / "big.nii.gz"
+    sitk.WriteImage(volume(shape_xyz=(44, 50, 40)), str(source))  # several (16, 32, 32) patches
+    done = run(source, "--model", model_dir, "--threads", "1", "--progress", "none")
+    assert done.returncode == 0, done.stderr
+    sidecar = json.loads((tmp_path / "big_rootlets.json").read_text())
+    settings = sidecar["settings"]
+    assert sidecar["software"]["openvino"]
+    assert settings["backend"] == "openvino" and settings["backend_requested"] == "auto"
+    assert settings["openvino"]["precision"] == "f32"
+    assert settings["openvino"]["cache"].startswith(os.environ["ROOTLETSEG_HOME"])
 
 
 def test_explicit_output_overwrite_and_folds(tmp_path, model_dir):
@@ -285,7 +297,7 @@ def test_cord_crops_to_its_box_and_the_sidecar_records_box_and_backend(tmp_path)
     assert done.returncode == 0, done.stderr
     sidecar = json.loads(whole.with_name("whole_rootlets.json").read_text())
     assert sidecar["roi"]["cropped"] is False and sidecar["roi"]["reason"] == "cropping turned off"
-    assert sidecar["settings"]["backend"] == "openvino"
+    assert sidecar["settings"]["backend"] == "torch"  # auto: the default phantom is one tile of the demo model
 
 
 def test_roi_and_backend_errors_are_one_sentence_before_any_work(tmp_path, model_dir):
