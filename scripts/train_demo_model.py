@@ -4,6 +4,13 @@
     .venv/bin/python scripts/train_demo_model.py --out /tmp/demo          # train + evaluate
     .venv/bin/python scripts/train_demo_model.py --evaluate-only          # evaluate the committed model
 
+The committed model is this two-stage recipe (one CPU thread each):
+    .venv/bin/python scripts/train_demo_model.py --out /tmp/stage1 --iterations 1400
+    .venv/bin/python scripts/train_demo_model.py --out /tmp/stage2 --init-from /tmp/stage1 --iterations 450 \
+        --far-fraction 0.35 --pool-ap-mm 272 --lr 1e-3
+Stage 1 learns the levels from tiles near the cord; stage 2 adds tiles far in front of and behind it (wide A-P
+fields of view), without which a 64x320x320 sagittal scan got false rootlets up to ~100 mm from the cord.
+
 What it writes (`--out`, required for training) is an nnU-Net v2 trained-model folder as SCT loads it: `nnUNetTrainer__nnUNetPlans__3d_fullres/{dataset.json, plans.json, fold_all/checkpoint_final.pth}`.
 
 The model must work on any field of view and spacing (a default 48x48x128 mm phantom, a 51x256x256 mm sagittal
@@ -26,8 +33,9 @@ from the anatomy (the levels are counted down from the pontomedullary junction, 
 - Evaluation on held-out seeds >= 1000 with a real `nnUNetPredictor` (tile step 0.5, Gaussian weighting, no
   mirroring, as SCT runs it) on the input grid: the default 48x48x128 phantom at 1 mm (RAS), the 64x320x320
   phantom at 0.8 mm (LAS), and crops of both around the cord (cord box + 15 mm in-plane, PMJ..T1 +- 15 mm S-I).
-- Defaults (850 iterations, batch 2, 80 phantoms, lr 3e-3, --threads 1): 35 min of iterations on one CPU thread of
-  a shared 2-core machine (37 min with the data); figures of that run in RootletSegLogic/synthetic/models/demo/README.md.
+- Stage 1 (1400 iterations, batch 2, 80 phantoms, lr 3e-3, --threads 1): 35.5 min of iterations on one CPU thread
+  of a 2-core machine (37 min with the data); stage 2 (450 iterations): 10.5 min (13.5 min with the wider phantoms);
+  figures in RootletSegLogic/synthetic/models/demo/README.md.
 - Reproducible: phantoms by seed, torch and sampling by --seed; CPU results can differ in the last bits with another
   thread count or CPU. Weights are stored as float16 (nnU-Net's `load_state_dict` casts them back to float32); the
   evaluation reads the checkpoint back from disk, so the printed Dice is that of the written file.
@@ -190,11 +198,11 @@ def pool_spacing(rng) -> tuple:
     return (float(rng.uniform(0.8, 1.8)), in_plane, in_plane)
 
 
-def pool_case(seed: int, plans: dict, dataset_json: dict) -> dict:
+def pool_case(seed: int, plans: dict, dataset_json: dict, pool_fov_mm=POOL_FOV_MM) -> dict:
     """One training phantom on the pool box at its own spacing, preprocessed as inference would (1 mm, RAS, z-scored
     over the whole box), with the index range (z) that must lie in every patch: rootlets -3 .. PMJ region +12."""
     spacing = pool_spacing(np.random.default_rng(np.random.SeedSequence([seed, 77])))
-    shape = tuple(int(round(f / s)) for f, s in zip(POOL_FOV_MM, spacing))
+    shape = tuple(int(round(f / s)) for f, s in zip(pool_fov_mm, spacing))
     phantom = make_phantom(seed=seed, shape=shape, spacing=spacing)
     data, seg = preprocess_case(phantom.image, phantom.rootlets, plans, dataset_json)
     seg = seg[0].astype(np.int8)
@@ -230,14 +238,17 @@ def _patch_axis(rng, box_length: int, patch: int, keep_in_box: tuple | None) -> 
     return start, start + patch, 0
 
 
-def tile_sample(case: dict, rng):
+def tile_sample(case: dict, rng, far_fraction: float = 0.0):
     """(image (z, y, x) float32, labels (z, y, x) int64) of one patch: a random field of view z-scored over itself,
-    then a tile of it (see the module docstring)."""
+    then a tile of it (see the module docstring). With probability `far_fraction` the field of view is as wide A-P
+    as the pool phantom, so the tile often lies far in front of or behind the cord (a tile of a large sagittal scan)."""
     data, seg = case["data"], case["seg"]
     z_margin = rng.uniform(3, 40, size=2)
     keep_z = case["keep_z"]
     box_z = _random_box_axis(rng, data.shape[0], keep_z, int(keep_z[1] - keep_z[0] + z_margin.sum()))
-    box_y = _random_box_axis(rng, data.shape[1], case["keep_y"], int(rng.uniform(32, 112)))
+    wide = far_fraction > 0 and rng.random() < far_fraction
+    box_y = _random_box_axis(rng, data.shape[1], case["keep_y"],
+                             int(rng.uniform(112, data.shape[1] + 1)) if wide else int(rng.uniform(32, 112)))
     box_x = _random_box_axis(rng, data.shape[2], case["keep_x"], int(rng.uniform(32, 64)))
     box = tuple(slice(*b) for b in (box_z, box_y, box_x))
     image = data[box]
@@ -286,10 +297,20 @@ def train(args, on_snapshot=None) -> dict:
 
     t0 = time.monotonic()
     plans = make_plans(intensity_properties([make_phantom(seed=0).image]))
-    pool = [pool_case(seed, plans, dataset_json) for seed in range(args.train_cases)]
+    pool_fov_mm = (POOL_FOV_MM[0], float(args.pool_ap_mm), POOL_FOV_MM[2])
+    pool = [pool_case(seed, plans, dataset_json, pool_fov_mm) for seed in range(args.train_cases)]
     print(f"prepared {len(pool)} training phantoms in {time.monotonic() - t0:.0f} s", flush=True)
 
     network = build_network(plans, deep_supervision=True)
+    if args.init_from is not None:  # a second stage continues from a model this script wrote
+        import torch as _torch
+
+        start = _torch.load(args.init_from / TRAINER_FOLDER / "fold_all" / "checkpoint_final.pth", map_location="cpu",
+                            weights_only=False)
+        missing = network.load_state_dict({k: v.float() for k, v in start["network_weights"].items()}, strict=False)
+        if missing.unexpected_keys or any("seg_layers" not in k for k in missing.missing_keys):
+            raise SystemExit(f"--init-from {args.init_from}: the weights do not fit this network ({missing})")
+        print(f"continuing from {args.init_from}", flush=True)
     network.train()
     n_outputs = len(FEATURES) - 1
     weights = np.array([1 / (2 ** i) for i in range(n_outputs)])
@@ -303,7 +324,7 @@ def train(args, on_snapshot=None) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = lr
         index = rng.choice(len(pool), size=args.batch_size, replace=False)
-        samples = [tile_sample(pool[i], rng) for i in index]
+        samples = [tile_sample(pool[i], rng, args.far_fraction) for i in index]
         x = np.stack([sample[0] for sample in samples])[:, None]  # (b, 1, z, y, x)
         y = np.stack([sample[1] for sample in samples])  # (b, z, y, x)
         for b in range(args.batch_size):  # augmentation that keeps anatomy
@@ -375,6 +396,8 @@ def save_model(out: Path, trained: dict, args) -> Path:
         "rootletseg_demo": {
             "script": "scripts/train_demo_model.py", "seed": args.seed, "iterations": args.iterations,
             "train_cases": args.train_cases, "batch_size": args.batch_size, "lr": args.lr,
+            "init_from": str(args.init_from) if args.init_from else None, "far_fraction": args.far_fraction,
+            "pool_ap_mm": args.pool_ap_mm,
             "weights_dtype": "float16", "train_seconds": round(trained["train_seconds"], 1),
         },
     }
@@ -484,7 +507,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="model folder to write (training) or read (--evaluate-only; default: the committed "
                         "demo model). Training never defaults to the committed folder: check the figures first")
-    parser.add_argument("--iterations", type=int, default=850)
+    parser.add_argument("--iterations", type=int, default=1400)
     parser.add_argument("--train-cases", type=int, default=80, help="training phantoms: seeds 0..N-1")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -492,6 +515,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a shared 2-core machine one thread trains about 2.5x "
                              "faster than two, which thrash; the committed model was trained with 1)")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="continue from a model folder this script wrote (second stage of the recipe)")
+    parser.add_argument("--far-fraction", type=float, default=0.0,
+                        help="share of samples whose field of view spans the whole pool A-P (tiles far from the cord)")
+    parser.add_argument("--pool-ap-mm", type=float, default=POOL_FOV_MM[1],
+                        help="A-P size of the training phantoms (mm); --far-fraction needs it wider than a scan")
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=list(HELD_OUT_SEEDS))
     parser.add_argument("--save-every", type=int, default=100, help="also write the model every N iterations")
     parser.add_argument("--evaluate-only", action="store_true", help="only evaluate the model in --out")

@@ -1,7 +1,9 @@
 """The committed demo model (RootletSegLogic/synthetic/models/demo): a valid nnU-Net v2 model that segments held-out phantoms.
 
-Runs the real `inference.segment_image` (real nnU-Net predictor, CPU) on phantoms whose seeds (>= 1000) were never
-used for training (the committed model was trained on seeds 0..159; the current training script uses 0..79).
+Runs the real `predictor.segment_image` (real nnU-Net predictor, CPU) on phantoms whose seeds (>= 1000) were never
+used for training (seeds 0..79): the default 48x48x128 phantom in several orientations, a 64x320x320 sagittal
+phantom at 0.8 mm (LAS) and a crop of one around its cord. The model was trained for any field of view and spacing
+(scripts/train_demo_model.py), so its patch is not the phantom's size.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from conftest import REPO_ROOT
 
 from RootletSegLogic.images.orientation import sct_to_axcodes
 from RootletSegLogic.segmentation.model_folder import load_model_folder
-from RootletSegLogic.synthetic.phantom import DEFAULT_SHAPE, LEVELS, make_phantom
+from RootletSegLogic.synthetic.phantom import LEVELS, make_phantom
 
 DEMO_DIR = REPO_ROOT / "RootletSegLogic" / "synthetic" / "models" / "demo"
 MIN_DICE = 0.8
@@ -39,7 +41,7 @@ def test_demo_model_layout_and_metadata(demo_model):
     assert sct_to_axcodes(dataset["image_orientation"]) == "RAS"
     config = demo_model.plans_json["configurations"]["3d_fullres"]
     assert config["architecture"]["network_class_name"] == "dynamic_network_architectures.architectures.unet.PlainConvUNet"
-    assert config["patch_size"] == [DEFAULT_SHAPE[2], DEFAULT_SHAPE[1], DEFAULT_SHAPE[0]]
+    assert config["patch_size"] == [192, 48, 48]  # (S-I, A-P, R-L) at 1 mm: not the phantom's size
     assert config["spacing"] == [1.0, 1.0, 1.0]
     assert config["normalization_schemes"] == ["ZScoreNormalization"]
     assert demo_model.plans_json["transpose_forward"] == [0, 1, 2]
@@ -86,6 +88,22 @@ def test_demo_model_segments_held_out_phantoms(demo_model, seed, orientation):
     assert all(value >= MIN_DICE for value in dice.values()), dice
 
 
+@pytest.mark.parametrize("seed, cropped", [(1003, False), (1004, True)])
+def test_demo_model_segments_a_large_sagittal_field_of_view_and_crops_of_it(demo_model, seed, cropped):
+    from RootletSegLogic.segmentation.predictor import segment_image
+    from RootletSegLogic.segmentation.roi import crop, cord_box
+
+    phantom = make_phantom(seed=seed, shape=(64, 320, 320), spacing=(0.8, 0.8, 0.8), orientation="LAS")
+    image, truth = phantom.image, phantom.rootlets
+    if cropped:  # the cord's box + 15 mm: a field of view the network never saw whole
+        box = cord_box(image, phantom.cord, 15.0)
+        image, truth = crop(image, box), crop(truth, box)
+    labels = segment_image(image, demo_model, device="cpu")
+    prediction, truth = sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(truth)
+    dice = {level: _dice(prediction, truth, level) for level in LEVELS}
+    assert all(value >= MIN_DICE for value in dice.values()), dice
+
+
 def test_training_samples_imitate_sliding_window_tiles_that_hold_the_levels():
     """scripts/train_demo_model.py: each random field of view holds the levels, each patch holds them along S-I
     (every tile of an image up to ~270 mm does at inference), and a box smaller than the patch is zero-padded
@@ -116,3 +134,10 @@ def test_training_samples_imitate_sliding_window_tiles_that_hold_the_levels():
     assert image.shape == labels.shape == tuple(training.PATCH_ZYX)
     rows = np.nonzero(labels.max(axis=(1, 2)) > 0)[0]
     assert rows.size and set(np.unique(labels)) <= set(range(10))
+    # --far-fraction: fields of view as wide A-P as a wide pool phantom, so that some tiles hold no rootlet at all
+    # (a sagittal scan's tiles in front of or behind the cord), while the usual fields of view always hold some
+    wide = training.pool_case(2, plans, training.make_dataset_json(), (64.0, 272.0, 240.0))
+    far_rng, near_rng = np.random.default_rng(2), np.random.default_rng(2)
+    far_empty = sum(not training.tile_sample(wide, far_rng, far_fraction=1.0)[1].any() for _ in range(40))
+    near_empty = sum(not training.tile_sample(wide, near_rng, far_fraction=0.0)[1].any() for _ in range(40))
+    assert far_empty >= 4 and far_empty > near_empty, (far_empty, near_empty)
