@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_vs_reference.py [--cases full,demo,demo-big] [--repeats 1] [--threads 2]
         [--margins 10,15,20,25,30,40] [--demo-model DIR] [--json FILE] [--keep DIR]
 
-Runners (each run is its own child process; wall, CPU and peak RSS come from wait4 of that child):
+Runners (each run is its own child process; wall and CPU from wait4 of that child, its own peak RSS from VmHWM):
 - reference  bench/sct_reference_runner.py: SCT's path on nnU-Net's public API (PyTorch, tile step 0.5, gaussian,
              no mirroring, logits off the device), always on the whole volume.
 - default    `rootletseg segment IMAGE --model M --threads N` (backend auto = OpenVINO on this CPU), whole volume.
@@ -18,8 +18,7 @@ Cases:
             Dice against the phantom's truth means nothing, its agreement with the reference does), on the
             phantom of seed 1000 sampled 64x320x320 at 0.8 mm, LAS.
 - demo      the demo model on the default phantom (48x48x128 at 1 mm, seed 1000).
-- demo-big  the demo model on the 64x320x320 0.8 mm LAS phantom (seed 1000): only meaningful with a demo model
-            trained for any field of view (scripts/train_demo_model.py).
+- demo-big  the demo model (trained for any field of view) on the 64x320x320 0.8 mm LAS phantom (seed 1000).
 Dice per label (2 = C2 ... 9 = T1) of each default/cord output against the reference output and against the
 phantom's truth. `--margins` also runs the cord case at each margin (mm) once and prints how the answer changes.
 
@@ -79,21 +78,26 @@ def demo_model(explicit) -> Path:
 
 # ------------------------------------------------------------------------------------------------------ running
 def run_child(args, env=None) -> dict:
-    """Run a child process to its end: wall (s), CPU (user + sys of it and its children, s) and its own peak RSS
-    (MiB, from wait4: RUSAGE_CHILDREN's ru_maxrss would be the maximum over every child so far)."""
+    """Run a Python child process to its end (`args` after the interpreter: a script or -m MODULE, and its
+    arguments): wall (s), CPU (user + sys, s) and its own peak RSS (MiB: VmHWM, written by bench/peak_memory.py;
+    wait4's ru_maxrss would start from this benchmark process's own peak)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_file = Path(tempfile.mkstemp(prefix="peak_rss_", suffix=".txt")[1])
+    args = [sys.executable, str(REPO / "bench" / "peak_memory.py"), str(peak_file), *args[1:]]
     start = time.perf_counter()
     process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stdout_chunks = process.stdout.read()
     stderr_chunks = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    _, status, _usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"failed ({code}): {' '.join(map(str, args))}\n{stderr_chunks[-3000:]}")
+    rss_mib = float(peak_file.read_text())
+    peak_file.unlink()
     return {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "rss_mib": usage.ru_maxrss / 1024.0, "stdout": stdout_chunks, "stderr": stderr_chunks}
+            "rss_mib": rss_mib, "stdout": stdout_chunks, "stderr": stderr_chunks}
 
 
 def reference(image: Path, trainer: Path, output: Path, threads: int) -> dict:
