@@ -54,13 +54,20 @@ def spearman(x, y) -> Tuple[float, float]:
 
 def linear_fit(x, y) -> Tuple[float, float]:
     """(slope, intercept) of the least-squares line y = slope * x + intercept; (NaN, NaN) when x has fewer than
-    2 distinct values."""
+    2 distinct values or spreads too little to fit (e.g. subnormal differences).
+
+    The normal equations on centred values: np.polyfit raised LinAlgError ("SVD did not converge") on x values
+    that differ only by subnormal amounts, where its column scaling divides by zero."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     if x.size < 2 or np.ptp(x) == 0:
         return math.nan, math.nan
-    slope, intercept = np.polyfit(x, y, 1)
-    return float(slope), float(intercept)
+    x_centred = x - x.mean()
+    spread = float(np.dot(x_centred, x_centred))
+    if not math.isfinite(spread) or spread < np.finfo(float).tiny:
+        return math.nan, math.nan
+    slope = float(np.dot(x_centred, y - y.mean())) / spread
+    return slope, float(y.mean() - slope * x.mean())
 
 
 def bland_altman(vertebral_mm, spinal_mm) -> BlandAltman:

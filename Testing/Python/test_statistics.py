@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from level_results import synthetic_result
 
-from RootletSegLogic.analysis.agreement import bland_altman, normalise_by_height
+from RootletSegLogic.analysis.agreement import bland_altman, linear_fit, normalise_by_height
 from RootletSegLogic.analysis.bland_altman import (
     EXTRA_PAIRING,
     PAPER_PAIRINGS_ONLY,
@@ -98,6 +98,15 @@ def test_bland_altman_properties(vertebral, data):
             assert math.isnan(rho)
         else:  # Spearman = Pearson of the (average) ranks, by hand
             assert rho == pytest.approx(np.corrcoef(_ranks(x), _ranks(y))[0, 1], abs=1e-9)
+
+
+def test_a_fit_on_values_that_differ_by_subnormal_amounts_is_nan_not_an_error():
+    # found by the property test above: np.polyfit raised LinAlgError here
+    tiny = np.array([0.0, 5e-324, 0.0])
+    assert all(math.isnan(v) for v in linear_fit(tiny, [1.0, 2.0, 3.0]))
+    result = bland_altman([0.0, 0.0, 0.0], tiny)
+    assert result.n == 3 and math.isnan(result.fit_slope) and math.isnan(result.fit_intercept_mm)
+    assert linear_fit([0.0, 1.0, 2.0], [1.0, 3.0, 5.0]) == pytest.approx((2.0, 1.0))
 
 
 def test_small_samples_and_nan():
