@@ -95,6 +95,23 @@ def resolve_device(device: str = "auto"):
 
 # ----------------------------------------------------------------------------------------- nnU-Net predictor
 _PREDICTOR_CLASS = None
+_MALLOC_TRIM = None  # glibc's malloc_trim once looked up, or False where there is none
+
+
+def _return_freed_heap_to_the_system() -> None:
+    """glibc's `malloc_trim(0)` between the sliding window and nnU-Net's export, where the peak is: the tiles'
+    freed buffers otherwise stay in the process (demo model, 64x320x320 phantom, 2 threads: peak 1259-1327 MiB
+    without, 1188-1193 MiB with). Nothing happens where there is no glibc."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
+
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim if sys.platform.startswith("linux") else False
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
 
 
 def _predictor_class():
@@ -121,6 +138,7 @@ def _predictor_class():
             release = getattr(self.network, "release_memory", None)  # OpenVINO's buffers, not needed for export
             if release is not None:
                 release()
+            _return_freed_heap_to_the_system()
             return logits
 
         def _internal_get_sliding_window_slicers(self, image_size):
