@@ -7,7 +7,7 @@
 Runners (each run is its own child process; wall and CPU from wait4 of that child, its own peak RSS from VmHWM):
 - reference  bench/sct_reference_runner.py: SCT's path on nnU-Net's public API (PyTorch, tile step 0.5, gaussian,
              no mirroring, logits off the device), always on the whole volume.
-- default    `rootletseg segment IMAGE --model M --threads N` (backend auto = OpenVINO on this CPU), whole volume.
+- default    `rootletseg segment IMAGE --model M --threads N` (backend auto: OpenVINO on this CPU for 2+ tiles), whole volume.
 - cord       the same with `--cord CORD`: the network runs on the cord's box + the default margin only.
 Before timing, `rootletseg segment` runs once per model untimed, so the OpenVINO conversion is cached as it is for a
 user's second image; that first run is reported on its own ("first run incl. conversion").
