@@ -66,13 +66,7 @@ def sliding_window_tiles(shape_zyx, spacing_zyx, configuration, transpose_forwar
 
     shape = [int(shape_zyx[axis]) for axis in transpose_forward]
     spacing = [float(spacing_zyx[axis]) for axis in transpose_forward]
-    patch = [int(p) for p in configuration.patch_size]
-    target = list(configuration.spacing)
-    if len(target) < len(shape):  # a 2D configuration keeps the slice spacing
-        target = [spacing[0]] + target
-    resampled = compute_new_shape(shape, spacing, target)
-    if len(patch) < len(resampled):  # 2D: one tile grid per slice
-        per_slice = compute_steps_for_sliding_window([max(int(s), p) for s, p in zip(resampled[1:], patch)], patch, step)
-        return int(resampled[0]) * int(np.prod([len(s) for s in per_slice]))
+    patch = [int(p) for p in configuration.patch_size]  # 3D: only 3d_fullres models are accepted (model_folder)
+    resampled = compute_new_shape(shape, spacing, list(configuration.spacing))
     steps = compute_steps_for_sliding_window([max(int(s), p) for s, p in zip(resampled, patch)], patch, step)
     return int(np.prod([len(s) for s in steps]))
