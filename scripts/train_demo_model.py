@@ -9,7 +9,7 @@ The committed model is this two-stage recipe (one CPU thread each):
     .venv/bin/python scripts/train_demo_model.py --out /tmp/stage2 --init-from /tmp/stage1 --iterations 450 \
         --far-fraction 0.35 --pool-ap-mm 272 --lr 1e-3
 Stage 1 learns the levels from tiles near the cord; stage 2 adds tiles far in front of and behind it (wide A-P
-fields of view), without which a 64x320x320 sagittal scan got false rootlets up to ~100 mm from the cord.
+fields of view), without which a 64x320x320 sagittal scan got false rootlets more than 25 mm from the cord.
 
 What it writes (`--out`, required for training) is an nnU-Net v2 trained-model folder as SCT loads it: `nnUNetTrainer__nnUNetPlans__3d_fullres/{dataset.json, plans.json, fold_all/checkpoint_final.pth}`.
 
