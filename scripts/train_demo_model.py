@@ -285,9 +285,50 @@ def dice_ce_loss(logits, target, num_classes: int):
     return ce + (1 - soft_dice)
 
 
-def train(args, on_snapshot=None) -> dict:
+def deep_supervision_weights(n_outputs: int) -> np.ndarray:
+    """nnU-Net's loss weights of the decoder's outputs: halving per stage, the lowest resolution left out, sum 1."""
+    weights = np.array([1 / (2 ** i) for i in range(n_outputs)])
+    weights[-1] = 0
+    return weights / weights.sum()
+
+
+def augment_in_place(x: np.ndarray, y: np.ndarray, rng) -> None:
+    """Augmentation that keeps anatomy, per sample of a batch x (b, 1, z, y, x) / y (b, z, y, x): left-right flip
+    (x is the last axis, R-L), contrast and brightness, Gaussian noise (no S-I flip)."""
+    for b in range(x.shape[0]):
+        if rng.random() < 0.5:
+            x[b] = x[b][..., ::-1]
+            y[b] = y[b][..., ::-1]
+        x[b] = x[b] * rng.uniform(0.8, 1.2) + rng.uniform(-0.2, 0.2)
+        if rng.random() < 0.5:
+            x[b] = x[b] + rng.normal(0, rng.uniform(0.0, 0.15), size=x[b].shape).astype(np.float32)
+
+
+def training_step(network, optimizer, weights, x: np.ndarray, y: np.ndarray, num_classes: int) -> float:
+    """One optimiser step on a batch: CE + soft Dice summed over the deep-supervision outputs (targets downsampled
+    by nearest neighbour), gradients clipped at norm 12; returns the loss."""
     import torch
     import torch.nn.functional as F
+
+    x_t = torch.from_numpy(np.ascontiguousarray(x))
+    y_t = torch.from_numpy(np.ascontiguousarray(y))
+    loss = 0.0
+    for weight, output in zip(weights, network(x_t)):
+        if weight == 0:
+            continue
+        target = y_t
+        if output.shape[2:] != y_t.shape[1:]:
+            target = F.interpolate(y_t[:, None].float(), size=output.shape[2:], mode="nearest")[:, 0].long()
+        loss = loss + float(weight) * dice_ce_loss(output, target, num_classes)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def train(args, on_snapshot=None) -> dict:
+    import torch
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # tiny gradients otherwise slow CPU backward passes several-fold
@@ -303,19 +344,14 @@ def train(args, on_snapshot=None) -> dict:
 
     network = build_network(plans, deep_supervision=True)
     if args.init_from is not None:  # a second stage continues from a model this script wrote
-        import torch as _torch
-
-        start = _torch.load(args.init_from / TRAINER_FOLDER / "fold_all" / "checkpoint_final.pth", map_location="cpu",
+        start = torch.load(args.init_from / TRAINER_FOLDER / "fold_all" / "checkpoint_final.pth", map_location="cpu",
                             weights_only=False)
         missing = network.load_state_dict({k: v.float() for k, v in start["network_weights"].items()}, strict=False)
         if missing.unexpected_keys or any("seg_layers" not in k for k in missing.missing_keys):
             raise SystemExit(f"--init-from {args.init_from}: the weights do not fit this network ({missing})")
         print(f"continuing from {args.init_from}", flush=True)
     network.train()
-    n_outputs = len(FEATURES) - 1
-    weights = np.array([1 / (2 ** i) for i in range(n_outputs)])
-    weights[-1] = 0
-    weights = weights / weights.sum()
+    weights = deep_supervision_weights(len(FEATURES) - 1)
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=1e-4)
     t1 = time.monotonic()
     running = None
@@ -327,29 +363,8 @@ def train(args, on_snapshot=None) -> dict:
         samples = [tile_sample(pool[i], rng, args.far_fraction) for i in index]
         x = np.stack([sample[0] for sample in samples])[:, None]  # (b, 1, z, y, x)
         y = np.stack([sample[1] for sample in samples])  # (b, z, y, x)
-        for b in range(args.batch_size):  # augmentation that keeps anatomy
-            if rng.random() < 0.5:  # left-right flip (x is the last axis, R-L)
-                x[b] = x[b][..., ::-1]
-                y[b] = y[b][..., ::-1]
-            x[b] = x[b] * rng.uniform(0.8, 1.2) + rng.uniform(-0.2, 0.2)
-            if rng.random() < 0.5:
-                x[b] = x[b] + rng.normal(0, rng.uniform(0.0, 0.15), size=x[b].shape).astype(np.float32)
-        x_t = torch.from_numpy(np.ascontiguousarray(x))
-        y_t = torch.from_numpy(np.ascontiguousarray(y))
-        outputs = network(x_t)
-        loss = 0.0
-        for weight, output in zip(weights, outputs):
-            if weight == 0:
-                continue
-            target = y_t
-            if output.shape[2:] != y_t.shape[1:]:
-                target = F.interpolate(y_t[:, None].float(), size=output.shape[2:], mode="nearest")[:, 0].long()
-            loss = loss + float(weight) * dice_ce_loss(output, target, NUM_CLASSES)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
-        optimizer.step()
-        loss_value = float(loss.detach())
+        augment_in_place(x, y, rng)
+        loss_value = training_step(network, optimizer, weights, x, y, NUM_CLASSES)
         running = loss_value if running is None else 0.95 * running + 0.05 * loss_value
         if (iteration + 1) % 25 == 0 or iteration == 0:
             print(f"iter {iteration + 1}/{args.iterations} loss {running:.3f} lr {lr:.2e} "

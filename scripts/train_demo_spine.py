@@ -41,11 +41,13 @@ from train_demo_model import (  # noqa: E402  (read-only reuse: same architectur
     MIRROR_AXES,
     MODEL_ORIENTATION,
     TRAINER_FOLDER,
+    augment_in_place,
     build_network,
-    dice_ce_loss,
+    deep_supervision_weights,
     intensity_properties,
     make_plans,
     preprocess_case,
+    training_step,
 )
 
 NUM_CLASSES = len(scheme.STEP1_LABELS)
@@ -68,7 +70,6 @@ def make_dataset_json() -> dict:
 
 def train(args, on_snapshot=None) -> dict:
     import torch
-    import torch.nn.functional as F
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -90,10 +91,7 @@ def train(args, on_snapshot=None) -> dict:
     network = build_network(plans, deep_supervision=True)
     assert network.decoder.seg_layers[-1].out_channels == NUM_CLASSES
     network.train()
-    n_outputs = len(arch["features_per_stage"]) - 1
-    weights = np.array([0.5 ** i for i in range(n_outputs)])
-    weights[-1] = 0
-    weights /= weights.sum()
+    weights = deep_supervision_weights(len(arch["features_per_stage"]) - 1)
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=1e-4)
     t1 = time.monotonic()
     running = None
@@ -103,27 +101,8 @@ def train(args, on_snapshot=None) -> dict:
             group["lr"] = lr
         index = rng.choice(len(data), size=args.batch_size, replace=False)
         x, y = data[index].copy(), segs[index].copy()
-        for b in range(args.batch_size):
-            if rng.random() < 0.5:  # R-L flip keeps every label's meaning
-                x[b], y[b] = x[b][..., ::-1], y[b][..., ::-1]
-            x[b] = x[b] * rng.uniform(0.8, 1.2) + rng.uniform(-0.2, 0.2)
-            if rng.random() < 0.5:
-                x[b] = x[b] + rng.normal(0, rng.uniform(0.0, 0.15), size=x[b].shape).astype(np.float32)
-        x_t = torch.from_numpy(np.ascontiguousarray(x))
-        y_t = torch.from_numpy(np.ascontiguousarray(y))
-        loss = 0.0
-        for weight, output in zip(weights, network(x_t)):
-            if weight == 0:
-                continue
-            target = y_t
-            if output.shape[2:] != y_t.shape[1:]:
-                target = F.interpolate(y_t[:, None].float(), size=output.shape[2:], mode="nearest")[:, 0].long()
-            loss = loss + float(weight) * dice_ce_loss(output, target, NUM_CLASSES)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
-        optimizer.step()
-        value = float(loss.detach())
+        augment_in_place(x, y, rng)  # R-L flip keeps every label's meaning
+        value = training_step(network, optimizer, weights, x, y, NUM_CLASSES)
         running = value if running is None else 0.95 * running + 0.05 * value
         if (iteration + 1) % 25 == 0 or iteration == 0:
             print(f"iter {iteration + 1}/{args.iterations} loss {running:.3f} lr {lr:.2e} "
