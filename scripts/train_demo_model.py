@@ -304,6 +304,14 @@ def augment_in_place(x: np.ndarray, y: np.ndarray, rng) -> None:
             x[b] = x[b] + rng.normal(0, rng.uniform(0.0, 0.15), size=x[b].shape).astype(np.float32)
 
 
+def set_learning_rate(optimizer, base_lr: float, iteration: int, iterations: int) -> float:
+    """Linear warm-up over 20 iterations, then nnU-Net's poly decay (exponent 0.9); sets and returns the rate."""
+    lr = base_lr * min(1.0, (iteration + 1) / 20) * (1 - iteration / iterations) ** 0.9
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 def training_step(network, optimizer, weights, x: np.ndarray, y: np.ndarray, num_classes: int) -> float:
     """One optimiser step on a batch: CE + soft Dice summed over the deep-supervision outputs (targets downsampled
     by nearest neighbour), gradients clipped at norm 12; returns the loss."""
@@ -356,9 +364,7 @@ def train(args, on_snapshot=None) -> dict:
     t1 = time.monotonic()
     running = None
     for iteration in range(args.iterations):
-        lr = args.lr * min(1.0, (iteration + 1) / 20) * (1 - iteration / args.iterations) ** 0.9
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_learning_rate(optimizer, args.lr, iteration, args.iterations)
         index = rng.choice(len(pool), size=args.batch_size, replace=False)
         samples = [tile_sample(pool[i], rng, args.far_fraction) for i in index]
         x = np.stack([sample[0] for sample in samples])[:, None]  # (b, 1, z, y, x)

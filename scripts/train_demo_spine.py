@@ -47,6 +47,7 @@ from train_demo_model import (  # noqa: E402  (read-only reuse: same architectur
     intensity_properties,
     make_plans,
     preprocess_case,
+    set_learning_rate,
     training_step,
 )
 
@@ -96,9 +97,7 @@ def train(args, on_snapshot=None) -> dict:
     t1 = time.monotonic()
     running = None
     for iteration in range(args.iterations):
-        lr = args.lr * min(1.0, (iteration + 1) / 20) * (1 - iteration / args.iterations) ** 0.9
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = set_learning_rate(optimizer, args.lr, iteration, args.iterations)
         index = rng.choice(len(data), size=args.batch_size, replace=False)
         x, y = data[index].copy(), segs[index].copy()
         augment_in_place(x, y, rng)  # R-L flip keeps every label's meaning
