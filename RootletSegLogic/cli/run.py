@@ -46,7 +46,7 @@ def register(subparsers) -> None:
                         help="what runs the rootlet network (as `segment --backend`; default auto)")
     parser.add_argument("--roi-margin-mm", type=float, default=DEFAULT_ROI_MARGIN_MM, metavar="MM",
                         help="the rootlet network runs on the cord's box (given or found) dilated by this many mm "
-                        f"(default {DEFAULT_ROI_MARGIN_MM:g})")
+                        f"(default {DEFAULT_ROI_MARGIN_MM:g}), grown onto the model's grid")
     parser.add_argument("--no-crop", dest="crop_to_cord", action="store_false",
                         help="run the rootlet network on the whole volume")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -9,9 +9,8 @@ label map in memory and written with it as one set (`segmentation.workflow.segme
 outputs are checked before the (long) segmentation starts.
 
 Speed: --backend chooses what runs the network (OpenVINO on the CPU by default when installed, for volumes of two
-or more tiles); with --cord the
-network runs only on the cord's box dilated by --roi-margin-mm (--no-crop: the whole volume). Both are recorded in
-the sidecar.
+or more tiles); with --cord the network runs only on the cord's box dilated by --roi-margin-mm and grown onto the
+model's grid (--no-crop: the whole volume). Both are recorded in the sidecar.
 """
 
 from __future__ import annotations
@@ -83,7 +82,8 @@ def register(subparsers) -> None:
                         "otherwise and on GPUs)")
     parser.add_argument("--roi-margin-mm", type=float, default=DEFAULT_ROI_MARGIN_MM, metavar="MM",
                         help="with --cord, predict only on the cord's bounding box dilated by this many mm "
-                        f"(default {DEFAULT_ROI_MARGIN_MM:g}) and put the result back on the full grid")
+                        f"(default {DEFAULT_ROI_MARGIN_MM:g}), grown onto the model's grid, and put the result "
+                        "back on the full grid")
     parser.add_argument("--no-crop", dest="crop_to_cord", action="store_false",
                         help="predict the whole volume even when a cord mask is given")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")

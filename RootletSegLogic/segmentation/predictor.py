@@ -306,6 +306,15 @@ class Segmenter:
         return sliding_window_tiles(shape_zyx, spacing_zyx, self._configuration,
                                     self._plans_manager.transpose_forward, self.step)
 
+    def align_roi(self, image: sitk.Image, box):
+        """`box` (a `roi.RoiBox` of `image`) grown onto this model's resampling grid and tiles
+        (`roi_grid.align_box`), so that the crop gives the network what the whole volume gives it."""
+        from RootletSegLogic.segmentation.roi_grid import align_box
+
+        reorientation = Reorientation(image, self.orientation)
+        return align_box(image, box, reorientation.order, reorientation.flips, self._plans_manager.transpose_forward,
+                         self._configuration.spacing, self._configuration.patch_size, self.step)
+
     @property
     def settings(self) -> dict:
         """What was run, for the sidecar: device, backend, tta, step and the fixed SCT settings."""

@@ -42,6 +42,7 @@ class RoiBox:
     size: Tuple[int, int, int]
     margin_mm: float
     image_size: Tuple[int, int, int]
+    model_grid: Optional[dict] = None  # how `roi_grid.align_box` grew the box as cut, for the sidecar
 
     @property
     def covers_image(self) -> bool:
@@ -64,6 +65,7 @@ class RoiBox:
             "index_stop_ijk": [s + n for s, n in zip(self.start, self.size)],
             "margin_mm": self.margin_mm,
             "voxel_fraction": round(self.voxel_fraction, 4),
+            **({"model_grid": self.model_grid} if self.model_grid is not None else {}),
         }
 
 

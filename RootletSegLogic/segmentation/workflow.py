@@ -138,13 +138,17 @@ def segment_in_roi(segmenter: Segmenter, image: sitk.Image, cord: Optional[sitk.
                    roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM, crop_to_cord: bool = True,
                    progress: Optional[ProgressCallback] = None):
     """(label map on exactly `image`'s grid, ROI record for the sidecar): the network runs on the cord's box dilated
-    by `roi_margin_mm` (mm) when a cord mask is given and `crop_to_cord`, else on the whole volume."""
+    by `roi_margin_mm` (mm) and grown onto the model's grid (`roi_grid`) when a cord mask is given and
+    `crop_to_cord`, else on the whole volume."""
     progress = progress or no_progress
     box = plan_roi(image, cord, roi_margin_mm, crop_to_cord)
+    if box is not None:
+        box = segmenter.align_roi(image, box)
+        box = None if box.covers_image else box
     if box is None:
         labels = segmenter.segment(image, progress, finish_export=False)
         reason = ("no cord given" if cord is None else "cropping turned off" if not crop_to_cord
-                  else "the cord's box with its margin is the whole image")
+                  else "the cord's box with its margin, grown onto the model's grid, is the whole image")
         record = {"cropped": False, "reason": reason}
         if cord is not None:
             record["margin_mm"] = roi_margin_mm
@@ -174,8 +178,8 @@ def segment_and_levels(input_path: Union[str, os.PathLike], output_path: Union[s
     Speed: `backend` "auto" (OpenVINO on the CPU when installed, from two tiles on, else PyTorch), "torch" or
     "openvino" runs the network (`segmentation.backends`). Region of interest (`segmentation.roi`): with a cord mask -- `roi_cord` (a
     SimpleITK image or a file path, on the image grid or any grid overlapping it), else the levels' `--cord` -- the
-    network runs only on the cord's bounding box dilated by `roi_margin_mm` (mm), and the labels are put back on
-    the full grid; `crop_to_cord=False` predicts the whole volume. The sidecar records the backend and the box.
+    network runs only on the cord's bounding box dilated by `roi_margin_mm` (mm) and grown onto the model's
+    resampling grid and tiles (`segmentation.roi_grid`), and the labels are put back on the full grid; `crop_to_cord=False` predicts the whole volume. The sidecar records the backend and the box.
     """
     progress = progress or no_progress
     warn = warn or (lambda _message: None)

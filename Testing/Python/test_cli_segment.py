@@ -269,19 +269,26 @@ def _parser_running(parser, func):
 
 # ------------------------------------------------------------------------------ region of interest and backend
 def test_cord_crops_to_its_box_and_the_sidecar_records_box_and_backend(tmp_path):
-    """`--cord` makes the network run on the cord's box + margin only; the label map still lies on exactly the
-    input grid (zero outside the box); `--no-crop` runs the whole volume; both record what they did."""
+    """`--cord` makes the network run on the cord's box + margin only, grown onto the model's grid; the label map
+    still lies on exactly the input grid (zero outside the box); `--no-crop` runs the whole volume; both record
+    what they did."""
+    from RootletSegLogic.segmentation.model_folder import load_model_folder
+    from RootletSegLogic.segmentation.predictor import Segmenter
+    from RootletSegLogic.segmentation.registry import EMBEDDED_DEMO_PATH
     from RootletSegLogic.segmentation.roi import cord_box
     from RootletSegLogic.synthetic.phantom import make_phantom, write_phantom
 
-    phantom = make_phantom(seed=2, orientation="PIL")  # the model's orientation is RAS: a permuted input
+    # the model's orientation is RAS: a permuted input; A-P twice the demo model's patch, so the crop saves tiles
+    phantom = make_phantom(seed=2, shape=(48, 96, 128), orientation="PIL")
     paths = write_phantom(phantom, tmp_path / "phantom")
     out = tmp_path / "cropped_rootlets.nii.gz"
     done = run(paths["image"], "-o", out, "--model", "demo", "--cord", paths["cord"], "--roi-margin-mm", "8",
                "--backend", "torch", "--progress", "none")
     assert done.returncode == 0, done.stderr
     sidecar = json.loads(out.with_name("cropped_rootlets.json").read_text())
-    box = cord_box(phantom.image, phantom.cord, 8.0)
+    cut = cord_box(phantom.image, phantom.cord, 8.0)
+    box = Segmenter(load_model_folder(EMBEDDED_DEMO_PATH), device="cpu", backend="torch").align_roi(phantom.image, cut)
+    assert box.size != cut.size and not box.covers_image
     assert sidecar["roi"] == {"cropped": True, **box.record(), "cord": str(paths["cord"])}
     assert sidecar["settings"]["backend"] == "torch" and sidecar["settings"]["openvino"] is None
     labels = sitk.ReadImage(str(out))
@@ -293,11 +300,11 @@ def test_cord_crops_to_its_box_and_the_sidecar_records_box_and_backend(tmp_path)
 
     whole = tmp_path / "whole_rootlets.nii.gz"
     done = run(paths["image"], "-o", whole, "--model", "demo", "--cord", paths["cord"], "--no-crop",
-               "--progress", "none")
+               "--backend", "torch", "--progress", "none")
     assert done.returncode == 0, done.stderr
     sidecar = json.loads(whole.with_name("whole_rootlets.json").read_text())
     assert sidecar["roi"]["cropped"] is False and sidecar["roi"]["reason"] == "cropping turned off"
-    assert sidecar["settings"]["backend"] == "torch"  # auto: the default phantom is one tile of the demo model
+    assert sidecar["settings"]["backend"] == "torch"
 
 
 def test_roi_and_backend_errors_are_one_sentence_before_any_work(tmp_path, model_dir):
