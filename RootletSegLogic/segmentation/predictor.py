@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, List, Optional
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import SimpleITK as sitk
 
 from RootletSegLogic.errors import Cancelled, UserError
+from RootletSegLogic.images.files import absolute_path, file_sha256
 from RootletSegLogic.images.orientation import Reorientation, sct_to_axcodes
 from RootletSegLogic.progress import ProgressCallback, ProgressEvent, no_progress
 from RootletSegLogic.segmentation.backends import (
@@ -46,6 +48,7 @@ from RootletSegLogic.segmentation.checkpoints import (
     trust_from_environment,
 )
 from RootletSegLogic.segmentation.model_folder import ModelFolder
+from RootletSegLogic.segmentation.nnunet_startup import finish, start_tile_weights
 from RootletSegLogic.segmentation.stdout_guard import prints_to_stderr, with_real_stdout
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -119,9 +122,9 @@ def _predictor_class():
     global _PREDICTOR_CLASS
     if _PREDICTOR_CLASS is not None:
         return _PREDICTOR_CLASS
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from RootletSegLogic.segmentation.nnunet_startup import import_nnunet_predictor_module
 
-    class ProgressPredictor(nnUNetPredictor):
+    class ProgressPredictor(import_nnunet_predictor_module().nnUNetPredictor):
         progress: ProgressCallback = staticmethod(no_progress)
         _fold_index = -1
         _tiles_per_fold = 0
@@ -200,6 +203,8 @@ class Segmenter:
         self.backend = choose_backend(self.requested_backend, self.device.type)
         self.openvino = None  # the OpenVINONetwork when OpenVINO runs the network
         self._deferred_openvino = None  # "auto" on the CPU: what `_use_openvino` needs, until a volume is big enough
+        self._tile_weights = None  # the thread making nnU-Net's tile weights (`nnunet_startup.start_tile_weights`)
+        self.checkpoint_sha256: Dict[Path, str] = {}  # absolute checkpoint path -> sha256 of the file (sidecar)
         self.orientation = model_orientation(model)
         with prints_to_stderr() as real_stdout:
             self._load(with_real_stdout(progress, real_stdout))
@@ -229,6 +234,9 @@ class Segmenter:
             raise UserError(f"The model in '{model.trainer_dir}' expects {num_inputs} input images per case: "
                             "RootletSeg runs single-image models only.")
         num_outputs = label_manager.num_segmentation_heads
+        predictor_class = _predictor_class()  # before any thread starts: its import briefly stands in for dynamo
+        if self.device.type == "cpu":  # nnU-Net's tile weights, made while the network is built and loaded
+            self._tile_weights = start_tile_weights(configuration.patch_size)
         try:
             network = get_network_from_plans(
                 configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
@@ -257,10 +265,11 @@ class Segmenter:
                 raise UserError(f"The weights in '{path}' do not fit the network that plans.json describes "
                                 f"(trainer {trainer_name}): the model folder is inconsistent or uses a custom network.") from None
             parameters.append(checkpoint["network_weights"])
+            self.checkpoint_sha256[absolute_path(path)] = file_sha256(path)
             progress(ProgressEvent("load", index + 1, len(folds), f"fold {fold}"))
         network.load_state_dict(parameters[0])
         self.mirror_axes = tuple(int(a) for a in mirror_axes) if (self.tta and mirror_axes is not None) else None
-        predictor = _predictor_class()(
+        predictor = predictor_class(
             tile_step_size=self.step, use_gaussian=True, use_mirroring=self.tta,
             perform_everything_on_device=self.device.type == "cuda", device=self.device,
             verbose=False, verbose_preprocessing=False, allow_tqdm=False)
@@ -287,7 +296,7 @@ class Segmenter:
         try:
             self.openvino = OpenVINONetwork.create(
                 network, parameters, architecture, num_outputs, configuration.patch_size, num_inputs,
-                self.threads)
+                self.threads, weights_sha256=list(self.checkpoint_sha256.values()))
         except Cancelled:
             raise
         except Exception as error:  # conversion / compilation can fail in many ways: PyTorch still works
@@ -353,6 +362,8 @@ class Segmenter:
                 deferred, self._deferred_openvino = self._deferred_openvino, None
                 self._use_openvino(*deferred, emit)
             emit(ProgressEvent("preprocess", 0, 1, f"image {tuple(array.shape[1:])} in {self.orientation}"))
+            finish(self._tile_weights)
+            self._tile_weights = None
             self.predictor.progress = emit
             try:
                 labels_zyx = self.predictor.predict_single_npy_array(array, {"spacing": spacing_zyx})

@@ -253,3 +253,20 @@ def test_a_fallback_at_the_first_big_volume_warns_the_run_of_that_volume(tmp_pat
     assert first == [] and len(second) == 1 and "PyTorch runs it instead" in second[0]
     assert third == second
     assert segmenter.backend == "torch" and segmenter.openvino is None
+
+
+def test_the_cache_key_stands_on_the_checkpoint_digests_when_the_weights_come_from_files(two_fold_model):
+    from RootletSegLogic.images.files import file_sha256
+    from RootletSegLogic.segmentation.openvino_backend import cache_key
+
+    segmenter = Segmenter(two_fold_model, device="cpu", threads=1, backend="torch")
+    paths = list(two_fold_model.checkpoints.values())
+    assert list(segmenter.checkpoint_sha256.values()) == [file_sha256(path) for path in paths]
+    weights = segmenter.predictor.list_of_parameters
+    digests = list(segmenter.checkpoint_sha256.values())
+    key = cache_key(weights, {"a": 1}, 10, (16, 32, 32), digests)
+    assert key == cache_key([{}, {}], {"a": 1}, 10, (16, 32, 32), digests)  # the tensors are not read again
+    assert key != cache_key(weights, {"a": 1}, 10, (16, 32, 32), digests[::-1])  # another file, another key
+    assert key != cache_key(weights, {"a": 1}, 10, (16, 32, 32))  # the tensors' own digest
+    with pytest.raises(ValueError):
+        cache_key(weights, {"a": 1}, 10, (16, 32, 32), digests[:1])
