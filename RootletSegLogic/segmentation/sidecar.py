@@ -33,7 +33,8 @@ def build_sidecar(input_path: Path, output_path: Path, image: sitk.Image, model:
     """The provenance record written beside the label map. The model is described by `provenance.model_record`
     (the shape every output uses); the input's sha256 comes from `records`, so a command hashes each file once.
     `settings` carries the backend that ran the network; `roi` the region predicted (`workflow.segment_in_roi`:
-    cropped or not, the box in input voxel indices, the margin in mm, the cord it came from)."""
+    cropped or not, the box in input voxel indices, the margin in mm, the cord it came from, and under
+    `model_grid` the box as cut before `roi_grid` grew it onto the model's grid)."""
     import torch
 
     records = records or FileRecords()
