@@ -163,6 +163,11 @@ def print_table(rows, threads: int) -> None:
               f"{row['wall_s']:>7.1f} {ratio:>6.2f} {row['cpu_s']:>7.1f} {row['rss_mib']:>8.0f}  "
               f"{summary(row['dice_vs_reference']) if row.get('dice_vs_reference') else '-':<22} "
               f"{summary(row['dice_vs_truth']):<22}")
+    print("\nWall time of each round (s), and its ratio to the reference's run of the same round:")
+    for row in rows:
+        walls = " ".join(f"{v:.1f}" for v in row["wall_s_rounds"])
+        ratios = " ".join(f"{v:.2f}" for v in row["ratio_rounds"])
+        print(f"  {row['case']:<9} {row['runner']:<10} {walls:<24} x ref {ratios}")
     print("\nPer-label Dice (C2..T1):")
     for row in rows:
         for key in ("dice_vs_reference", "dice_vs_truth"):
@@ -231,6 +236,10 @@ def main() -> int:
                 rows.append({
                     "case": case, "runner": runner, "backend": numbers[-1]["backend"], "tiles": numbers[-1]["tiles"],
                     "wall_s": float(np.median([n["wall_s"] for n in numbers])),
+                    "wall_s_rounds": [round(n["wall_s"], 2) for n in numbers],
+                    # rounds are interleaved: each round's ratio compares runs made minutes apart
+                    "ratio_rounds": [round(n["wall_s"] / r["wall_s"], 3)
+                                     for n, r in zip(numbers, measured[(case, "reference")])],
                     "cpu_s": float(np.median([n["cpu_s"] for n in numbers])),
                     "rss_mib": float(max(n["rss_mib"] for n in numbers)),
                     "reference_wall_s": reference_wall,
