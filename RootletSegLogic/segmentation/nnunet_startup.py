@@ -61,6 +61,7 @@ def start_tile_weights(patch_size: Sequence[int]) -> threading.Thread:
     process. Called here with the very arguments the sliding window passes, the same function fills the same cache
     while the network is built and its weights loaded (SciPy releases the GIL); the sliding window then finds them.
     Join the thread before predicting: an unfinished one would only make nnU-Net compute them a second time.
+    An interpreter that exits first waits for the thread (at most the time of one computation).
     """
     def compute() -> None:
         import torch
@@ -72,7 +73,9 @@ def start_tile_weights(patch_size: Sequence[int]) -> threading.Thread:
         except Exception:  # nnU-Net computes them itself, and reports any problem, when it predicts
             pass
 
-    thread = threading.Thread(target=compute, name="rootletseg-tile-weights", daemon=True)
+    # not a daemon: a command that stops on a user error right after loading must not exit while the thread is in
+    # PyTorch or SciPy (the interpreter's teardown then aborts the process); Python waits for it at exit instead
+    thread = threading.Thread(target=compute, name="rootletseg-tile-weights", daemon=False)
     thread.start()
     return thread
 
