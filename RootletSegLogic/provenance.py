@@ -64,8 +64,14 @@ class FileRecords:
 
     def __init__(self, known: Optional[Dict[Path, str]] = None) -> None:
         """`known`: digests already computed (absolute path -> sha256), e.g. `Segmenter.checkpoint_sha256`."""
-        self._digests: Dict[Path, str] = {absolute_path(path): digest for path, digest in (known or {}).items()}
+        self._digests: Dict[Path, str] = {}
         self._written: set = set()
+        self.know(known or {})
+
+    def know(self, digests: Dict[Path, str]) -> None:
+        """Take digests computed elsewhere (absolute path -> sha256), e.g. `Segmenter.checkpoint_sha256`."""
+        for path, digest in digests.items():
+            self._digests.setdefault(absolute_path(path), digest)
 
     def sha256(self, path: PathLike) -> str:
         key = absolute_path(path)

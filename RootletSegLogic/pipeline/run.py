@@ -172,6 +172,7 @@ def run_pipeline(input_path: Union[str, os.PathLike], out_dir: PathArg = None, m
 
     # 4. rootlets
     segmenter = models.segmenter(progress, warn_user)
+    records.know(segmenter.checkpoint_sha256)  # hashed when loaded: the sidecar need not read them again
     labels, roi = segment_in_roi(segmenter, image, cord_image, roi_margin_mm, crop_to_cord, progress)
     if cord_image is not None:
         roi["cord"] = str(absolute_path(cord)) if not find_cord else "found by the landmark model (landmarks_cord)"

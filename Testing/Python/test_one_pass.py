@@ -52,6 +52,11 @@ def test_sidecar_and_levels_share_the_model_record(segmented):
     planning = json.loads((folder / "image_levels.json").read_text())
     assert planning["provenance"]["model"] == sidecar["model"] == model_record_from_sidecar(folder / "image_rootlets.json")
     assert sidecar["model"]["name"] == "demo" and sidecar["model"]["checkpoints"]
+    # the checkpoints' digests come from when they were loaded (Segmenter.checkpoint_sha256): the files' own
+    from RootletSegLogic.images.files import file_sha256
+
+    for record in sidecar["model"]["checkpoints"].values():
+        assert record["sha256"] == file_sha256(Path(sidecar["model"]["folder"]) / record["file"])
     inputs = planning["provenance"]["inputs"]
     assert inputs["cord"]["sha256"] and inputs["rootlets"] == {"path": str(folder / "image_rootlets.nii.gz"),
                                                                "written_by": "this command"}

@@ -69,6 +69,11 @@ def test_run_table_equals_levels_with_the_true_cord_and_discs(phantom_files, tmp
     planning = json.loads(Path(outputs["levels_planning_json"]).read_text())
     landmarks = planning["provenance"]["landmarks"]
     assert landmarks["model"]["name"] == "demo-spine" and planning["provenance"]["model"]["name"] == "demo"
+    from RootletSegLogic.images.files import file_sha256
+
+    model = json.loads(Path(outputs["sidecar"]).read_text())["model"]  # digests taken when the model was loaded
+    assert all(record["sha256"] == file_sha256(Path(model["folder"]) / record["file"])
+               for record in model["checkpoints"].values())
 
     # `levels` with the truth cord and discs, on the rootlets `run` made
     truth = rootletseg("levels", "--rootlets", outputs["segmentation"], "--cord", phantom_files["cord"],
