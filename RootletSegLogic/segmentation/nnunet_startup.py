@@ -1,14 +1,16 @@
 """nnU-Net's predictor, ready sooner: imported without PyTorch's compiler, its tile weights made in the background.
 
-Import. 
-`nnunetv2.inference.predict_from_raw_data` does `from torch._dynamo import OptimizedModule` and uses the class only
-in `isinstance` checks. Importing `torch._dynamo` (with sympy and the rest of the compiler) takes ~0.9 s of the
-~1.6 s the module costs (measured on this project's 2-core CI machine, `python -X importtime`), in every process
-that segments. RootletSeg builds its networks itself and never compiles them, so for the duration of that one
-import a stand-in module offers an `OptimizedModule` class that nothing is an instance of, and is then removed:
-a later `import torch._dynamo` (torch.compile, a conversion) loads the real one. When the compiler is already
-loaded, nnU-Net is asked to compile (`nnUNet_compile`), or the import needs more of the compiler than that one
-name, nnU-Net is imported plainly.
+Import: `nnunetv2.inference.predict_from_raw_data` does `from torch._dynamo import OptimizedModule` and uses the
+class only in `isinstance` checks. Importing `torch._dynamo` (with sympy and the rest of the compiler) takes ~0.9 s
+of the ~1.6 s the module costs (measured on this project's 2-core CI machine, `python -X importtime`), in every
+process that segments. RootletSeg builds its networks itself and never compiles them, so for the duration of that
+one import a stand-in module offers an `OptimizedModule` class, and is then removed. A later `import torch._dynamo`
+(torch.compile, a conversion) loads the real one, and from then on the stand-in class answers `isinstance` with the
+real class: nnU-Net's checks stay right even for a network compiled later in the same process (Slicer). When the
+compiler is already loaded, nnU-Net is asked to compile (`nnUNet_compile`), or the import needs more of the
+compiler than that one name, nnU-Net is imported plainly.
+
+Tile weights: see `start_tile_weights`.
 """
 
 from __future__ import annotations
@@ -22,9 +24,18 @@ from typing import Optional, Sequence
 _DYNAMO = "torch._dynamo"
 
 
-class _NotCompiled:
-    """Stands in for `torch._dynamo.OptimizedModule` while the real compiler is not loaded: no network built
-    here is a compiled one, so `isinstance(network, _NotCompiled)` is False, as the real check would be."""
+class _CompiledCheck(type):
+    """`isinstance(x, OptimizedModule)` answered by the real class once the compiler is loaded: only then can a
+    compiled network exist, so the answer is always the real check's."""
+
+    def __instancecheck__(cls, instance) -> bool:
+        dynamo = sys.modules.get(_DYNAMO)
+        real = getattr(dynamo, "OptimizedModule", None)
+        return real is not None and real is not cls and isinstance(instance, real)
+
+
+class _NotCompiled(metaclass=_CompiledCheck):
+    """Stands in for `torch._dynamo.OptimizedModule` in nnU-Net's predictor module (see the module docstring)."""
 
 
 def import_nnunet_predictor_module():

@@ -26,6 +26,8 @@ network = torch.nn.Conv3d(1, 1, 1)
 result["plain_network_not_compiled"] = not isinstance(network, module.OptimizedModule)
 compiled = torch.compile(network)  # the real compiler still works in this process
 result["compile_works"] = isinstance(compiled, torch._dynamo.OptimizedModule)
+# nnU-Net's own checks see a network compiled after its import as compiled
+result["nnunet_sees_compiled"] = isinstance(compiled, module.OptimizedModule)
 print(json.dumps(result))
 """
 
@@ -40,7 +42,7 @@ def _run(code: str, **env) -> dict:
 def test_the_predictor_imports_without_the_compiler_which_still_loads_when_asked_for():
     result = _run(_IMPORT_CHECK)
     assert result == {"dynamo_after_import": False, "sympy": False, "real_dynamo_later": True,
-                      "plain_network_not_compiled": True, "compile_works": True}
+                      "plain_network_not_compiled": True, "compile_works": True, "nnunet_sees_compiled": True}
 
 
 def test_when_nnunet_is_asked_to_compile_the_predictor_is_imported_plainly():
