@@ -51,7 +51,7 @@ def cache_key(fold_parameters: Sequence[dict], architecture: dict, num_outputs: 
     """Hex digest naming one model + patch + OpenVINO version (see the module docstring). `weights_sha256`: the
     sha256 of each fold's checkpoint file when known (the sidecar records them anyway), which stand for the
     weights, so the tensors need not be hashed again (0.17 s for the full-size network's 120 MB)."""
-    digest = hashlib.sha256()  # several times faster than blake2b here (SHA instructions): 120 MB of weights
+    digest = hashlib.sha256()  # 1.5x faster than blake2b on the CI machine (0.17 s vs 0.26 s for 120 MB)
     digest.update(json.dumps({"conversion": CONVERSION_VERSION, "architecture": architecture,
                               "outputs": int(num_outputs), "patch": [int(p) for p in patch_size],
                               "openvino": openvino_version(), "folds": len(fold_parameters)}, sort_keys=True, default=str).encode())
