@@ -49,6 +49,7 @@ from RootletSegLogic.segmentation.checkpoints import (
 )
 from RootletSegLogic.segmentation.model_folder import ModelFolder
 from RootletSegLogic.segmentation.nnunet_startup import finish, start_tile_weights
+from RootletSegLogic.segmentation.roi_grid import align_box, planned_slicers
 from RootletSegLogic.segmentation.stdout_guard import prints_to_stderr, with_real_stdout
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -126,6 +127,7 @@ def _predictor_class():
 
     class ProgressPredictor(import_nnunet_predictor_module().nnUNetPredictor):
         progress: ProgressCallback = staticmethod(no_progress)
+        tile_plan = None  # per axis, tile starts replacing nnU-Net's own steps (`roi_grid.planned_slicers`)
         _fold_index = -1
         _tiles_per_fold = 0
         _done = 0
@@ -145,7 +147,8 @@ def _predictor_class():
             return logits
 
         def _internal_get_sliding_window_slicers(self, image_size):
-            slicers = super()._internal_get_sliding_window_slicers(image_size)
+            slicers = planned_slicers(image_size, self.configuration_manager.patch_size, self.tile_step_size,
+                                       self.tile_plan) or super()._internal_get_sliding_window_slicers(image_size)
             self._tiles_per_fold = len(slicers)
             self._done = max(self._fold_index, 0) * len(slicers)
             if self._fold_index <= 0:
@@ -318,8 +321,6 @@ class Segmenter:
     def align_roi(self, image: sitk.Image, box):
         """`box` (a `roi.RoiBox` of `image`) grown onto this model's resampling grid and tiles
         (`roi_grid.align_box`), so that the crop gives the network what the whole volume gives it."""
-        from RootletSegLogic.segmentation.roi_grid import align_box
-
         reorientation = Reorientation(image, self.orientation)
         return align_box(image, box, reorientation.order, reorientation.flips, self._plans_manager.transpose_forward,
                          self._configuration.spacing, self._configuration.patch_size, self.step)
@@ -343,8 +344,10 @@ class Segmenter:
         }
 
     def segment(self, image: sitk.Image, progress: Optional[ProgressCallback] = None,
-                finish_export: bool = True) -> sitk.Image:
-        """The rootlet label map of `image` on exactly its grid (see the module docstring)."""
+                finish_export: bool = True, tile_starts: Optional[tuple] = None) -> sitk.Image:
+        """The rootlet label map of `image` on exactly its grid (see the module docstring). `tile_starts`: per
+        model axis, the tiles' first voxels in place of nnU-Net's own steps (a crop placed on the whole volume's
+        tiles, `roi_grid`), or None; a plan that does not fit the network's input is not used."""
         progress = progress or no_progress
         if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
             raise UserError(f"The image has {image.GetDimension()} dimensions and "
@@ -365,10 +368,12 @@ class Segmenter:
             finish(self._tile_weights)
             self._tile_weights = None
             self.predictor.progress = emit
+            self.predictor.tile_plan = tile_starts
             try:
                 labels_zyx = self.predictor.predict_single_npy_array(array, {"spacing": spacing_zyx})
             finally:
                 self.predictor.progress = no_progress
+                self.predictor.tile_plan = None
             emit(ProgressEvent("export", 0, 1, "label map back onto the input grid"))
         labels = sitk.GetImageFromArray(np.ascontiguousarray(labels_zyx, dtype=self.label_dtype))
         labels.CopyInformation(oriented)

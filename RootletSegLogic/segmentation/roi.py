@@ -44,6 +44,7 @@ class RoiBox:
     margin_mm: float
     image_size: Tuple[int, int, int]
     model_grid: Optional[dict] = None  # how `roi_grid.align_box` grew the box as cut, for the sidecar
+    tile_starts: Optional[tuple] = None  # per model axis, the crop's tile starts when not nnU-Net's own (roi_grid)
 
     @property
     def covers_image(self) -> bool:

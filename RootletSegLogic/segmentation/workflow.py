@@ -155,7 +155,8 @@ def segment_in_roi(segmenter: Segmenter, image: sitk.Image, cord: Optional[sitk.
         return labels, record
     progress(ProgressEvent("preprocess", 0, 1, f"cropping to the cord's box + {box.margin_mm:g} mm: {box.size} of "
                                                 f"{box.image_size} voxels"))
-    labels = paste_back(segmenter.segment(crop(image, box), progress, finish_export=False), image, box)
+    labels = paste_back(segmenter.segment(crop(image, box), progress, finish_export=False,
+                                          tile_starts=box.tile_starts), image, box)
     return labels, {"cropped": True, **box.record()}
 
 

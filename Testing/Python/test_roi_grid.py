@@ -19,8 +19,10 @@ from RootletSegLogic.segmentation.roi_grid import (
     ModelAxis,
     align_axis,
     align_box,
+    planned_slicers,
     resampled_length,
     tile_starts,
+    whole_tile_plan,
 )
 from RootletSegLogic.synthetic.phantom import LEVELS, make_phantom
 
@@ -92,6 +94,35 @@ def test_an_axis_without_resampling_gets_whole_volume_tiles_at_no_extra_tile():
     assert choice.sample_offset_voxels == 0.0
 
 
+def test_a_crop_whose_own_steps_miss_the_whole_volumes_tiles_gets_them_by_plan():
+    # the 64x320x320 phantom's A-P axis, box + 40 mm: 100 model voxels from the whole volume's voxel 76; nnU-Net's
+    # own 4 steps (0, 17, 35, 52) miss the whole volume's tiles (0, 23, 46, 69, 92, 116, ...), the plan takes them
+    axis = ModelAxis(0.8, 1.0, 48, 0.5)
+    choice = align_axis(99, 218, 320, axis)
+    assert (choice.start, choice.stop) == (95, 220) and choice.sample_offset_voxels == 0.0
+    assert not choice.tiles_shared and choice.tile_starts == (0, 16, 40, 52) and choice.tiles == 4
+    whole = set(tile_starts(256, 48, 0.5))
+    assert {76 + start for start in choice.tile_starts[1:-1]} <= whole
+    # no whole-volume tile inside, a crop shorter than a patch, or more tiles than its own steps: no plan
+    assert whole_tile_plan(1, 48, whole, 48, 1) is None
+    assert whole_tile_plan(0, 40, whole, 48, 1) is None
+    assert whole_tile_plan(88, 80, whole, 48, 3) is None  # (0, 4, 28, 32) would be a fourth tile
+
+
+def test_planned_slicers_are_nnunets_slicers_with_the_planned_starts_or_none():
+    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
+    patch, size = (192, 48, 48), (256, 100, 51)
+    own = compute_steps_for_sliding_window(size, patch, 0.5)
+    slicers = planned_slicers(size, patch, 0.5, (None, (0, 16, 40, 52), None))
+    assert len(slicers) == len(own[0]) * 4 * len(own[2])
+    assert sorted({s[2].start for s in slicers}) == [0, 16, 40, 52]
+    assert sorted({s[1].start for s in slicers}) == own[0] and all(s[2].stop - s[2].start == 48 for s in slicers)
+    assert planned_slicers(size, patch, 0.5, None) is None
+    for wrong in ((0, 16, 40, 50), (4, 16, 40, 52), (0, 60, 52)):  # not flush with the end, a gap, a step back
+        assert planned_slicers(size, patch, 0.5, (None, wrong, None)) is None
+
+
 def _physical_box(image: sitk.Image, box: RoiBox) -> np.ndarray:
     """The box's corner voxel centres in LPS mm, sorted per axis (the same region gives the same array)."""
     corners = []
@@ -152,3 +183,27 @@ def test_with_the_demo_model_the_grown_crop_gives_the_whole_volumes_labels():
     cut_dice = [_dice(labels_in(cut), whole, level) for level in LEVELS]
     assert min(grown_dice) >= 0.99, grown_dice
     assert min(cut_dice) < min(grown_dice), (cut_dice, grown_dice)
+
+
+def test_with_the_demo_model_a_planned_crop_gives_the_whole_volumes_labels():
+    """Real inference (demo model, PyTorch) on the 64x320x320 0.8 mm phantom with the cord's box + 40 mm, where the
+    crop's own steps miss the whole volume's tiles: with the plan it gives the whole volume's labels, without it
+    not (the same box, the same 4 tiles along A-P)."""
+    from RootletSegLogic.segmentation.model_folder import load_model_folder
+    from RootletSegLogic.segmentation.predictor import Segmenter
+
+    segmenter = Segmenter(load_model_folder(REPO_ROOT / "RootletSegLogic" / "synthetic" / "models" / "demo"),
+                          device="cpu", threads=2, backend="torch")
+    phantom = make_phantom(seed=1000, shape=(64, 320, 320), spacing=(0.8, 0.8, 0.8), orientation="LAS")
+    image = phantom.image
+    whole = sitk.GetArrayFromImage(segmenter.segment(image))
+    box = segmenter.align_roi(image, cord_box(image, phantom.cord, 40.0))
+    assert box.tile_starts is not None and box.record()["model_grid"]["tile_starts_model_axes"][1] == [0, 16, 40, 52]
+
+    def dice_in(tile_plan) -> list:
+        labels = paste_back(segmenter.segment(crop(image, box), tile_starts=tile_plan), image, box)
+        return [_dice(sitk.GetArrayFromImage(labels), whole, level) for level in LEVELS]
+
+    planned, own = dice_in(box.tile_starts), dice_in(None)
+    assert min(planned) >= 0.99, planned
+    assert min(own) < 0.97, own
