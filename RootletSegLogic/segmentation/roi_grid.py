@@ -65,21 +65,21 @@ class AxisChoice:
 
 
 def resampled_length(length: int, axis: ModelAxis) -> int:
-    """Model voxels nnU-Net resamples `length` input voxels to (its `compute_new_shape`)."""
-    return int(round(axis.spacing_mm / axis.model_spacing_mm * length))
+    """Model voxels nnU-Net resamples `length` input voxels to (its own `compute_new_shape`)."""
+    from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
+
+    return int(compute_new_shape([length], [axis.spacing_mm], [axis.model_spacing_mm])[0])
 
 
 def tile_starts(resampled: int, patch: int, step: float) -> List[int]:
-    """First model voxel of each tile along an axis of `resampled` model voxels: nnU-Net's
-    `compute_steps_for_sliding_window`; an axis shorter than the patch is padded evenly (pad_nd_image), so its one
+    """First model voxel of each tile along an axis of `resampled` model voxels (nnU-Net's own
+    `compute_steps_for_sliding_window`); an axis shorter than the patch is padded evenly (pad_nd_image), so its one
     tile starts before voxel 0."""
+    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
     if resampled < patch:
         return [-((patch - resampled) // 2)]
-    count = int(math.ceil((resampled - patch) / (patch * step))) + 1
-    if count == 1:
-        return [0]
-    stride = (resampled - patch) / (count - 1)
-    return [int(np.round(stride * index)) for index in range(count)]
+    return [int(start) for start in compute_steps_for_sliding_window([resampled], [patch], step)[0]]
 
 
 def whole_tile_plan(first_model_voxel: int, resampled: int, whole_tiles, patch: int, most_tiles: int) \
@@ -137,15 +137,15 @@ def align_axis(start: int, stop: int, length: int, axis: ModelAxis) -> AxisChoic
             shared = np.zeros(len(origins), dtype=bool)
         shared |= whole_axis
         off_grid = np.where(offset <= SAMPLE_OFFSET_TOLERANCE_VOXELS, 0.0, offset)
-        for index in np.lexsort((start - origins, ~shared, off_grid))[:1]:
-            key = (float(off_grid[index]), len(starts), bool(not shared[index]), size, int(start - origins[index]))
-            if best_key is None or key < best_key:
-                best_key = key
-                best = AxisChoice(int(origins[index]), int(origins[index]) + size, len(starts),
-                                  float(offset[index]), bool(shared[index]))
-                best_first_model_voxel, best_resampled = int(whole_index[index]), resampled
+        index = np.lexsort((start - origins, ~shared, off_grid))[0]  # this size's best origin
+        key = (float(off_grid[index]), len(starts), bool(not shared[index]), size, int(start - origins[index]))
+        if best_key is None or key < best_key:
+            best_key = key
+            best = AxisChoice(int(origins[index]), int(origins[index]) + size, len(starts),
+                              float(offset[index]), bool(shared[index]))
+            best_placement = (int(whole_index[index]), resampled)  # its first model voxel in the whole volume
     if best is not None and not best.tiles_shared and best.sample_offset_voxels <= SAMPLE_OFFSET_TOLERANCE_VOXELS:
-        plan = whole_tile_plan(best_first_model_voxel, best_resampled, whole_tiles, axis.patch, best.tiles)
+        plan = whole_tile_plan(*best_placement, whole_tiles, axis.patch, best.tiles)
         if plan is not None:
             best = AxisChoice(best.start, best.stop, len(plan), best.sample_offset_voxels, False, plan)
     return best
