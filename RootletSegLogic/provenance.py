@@ -62,11 +62,9 @@ class FileRecords:
     Files this command wrote are registered with `mark_written` and then get {"path", "written_by"} instead of a
     digest, so they are never opened for reading."""
 
-    def __init__(self, known: Optional[Dict[Path, str]] = None) -> None:
-        """`known`: digests already computed (absolute path -> sha256), e.g. `Segmenter.checkpoint_sha256`."""
+    def __init__(self) -> None:
         self._digests: Dict[Path, str] = {}
         self._written: set = set()
-        self.know(known or {})
 
     def know(self, digests: Dict[Path, str]) -> None:
         """Take digests computed elsewhere (absolute path -> sha256), e.g. `Segmenter.checkpoint_sha256`."""

@@ -222,8 +222,8 @@ def segment_and_levels(input_path: Union[str, os.PathLike], output_path: Union[s
     labels, roi = segment_in_roi(segmenter, image, cord_for_roi, roi_margin_mm, crop_to_cord, progress)
     if cord_source is not None:
         roi["cord"] = cord_source
-    # each input hashed once, shared by the sidecar and the level provenance (the checkpoints were, when loaded)
-    records = FileRecords(known=segmenter.checkpoint_sha256)
+    records = FileRecords()  # each input hashed once, shared by the sidecar and the level provenance
+    records.know(segmenter.checkpoint_sha256)  # hashed when loaded: the sidecar need not read them again
     sidecar = build_sidecar(input_path, output_path, image, model_folder, segmenter, labels, records, roi=roi)
 
     result, level_error = None, None
