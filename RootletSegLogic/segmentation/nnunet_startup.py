@@ -47,7 +47,7 @@ def import_nnunet_predictor_module():
         return module
     import torch  # noqa: F401  (the stand-in must not be the first thing torch sees of itself)
 
-    stand_in = types.ModuleType(_DYNAMO, "stand-in while nnU-Net's predictor is imported (see nnunet_import)")
+    stand_in = types.ModuleType(_DYNAMO, "stand-in while nnU-Net's predictor is imported (see nnunet_startup)")
     stand_in.OptimizedModule = _NotCompiled
     sys.modules[_DYNAMO] = stand_in
     try:
