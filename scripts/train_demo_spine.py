@@ -37,19 +37,17 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from RootletSegLogic.images.orientation import axcodes_to_sct  # noqa: E402
 from RootletSegLogic.landmarks import scheme  # noqa: E402
 from RootletSegLogic.synthetic.phantom import make_phantom  # noqa: E402
-from train_demo_model import (  # noqa: E402  (read-only reuse: same architecture, plans and preprocessing)
+from demo_model_recipe import (  # noqa: E402  (read-only reuse: same architecture, plans and preprocessing)
     MIRROR_AXES,
     MODEL_ORIENTATION,
     TRAINER_FOLDER,
-    augment_in_place,
     build_network,
-    deep_supervision_weights,
     intensity_properties,
     make_plans,
     preprocess_case,
-    set_learning_rate,
-    training_step,
 )
+from demo_model_samples import augment_in_place  # noqa: E402
+from train_demo_model import deep_supervision_weights, set_learning_rate, training_step  # noqa: E402
 
 NUM_CLASSES = len(scheme.STEP1_LABELS)
 HELD_OUT_SEEDS = (2000, 2001, 2002, 2003, 2004)

@@ -105,13 +105,14 @@ def test_demo_model_segments_a_large_sagittal_field_of_view_and_crops_of_it(demo
 
 
 def test_training_samples_imitate_sliding_window_tiles_that_hold_the_levels():
-    """scripts/train_demo_model.py: each random field of view holds the levels, each patch holds them along S-I
+    """scripts/demo_model_samples.py: each random field of view holds the levels, each patch holds them along S-I
     (every tile of an image up to ~270 mm does at inference), and a box smaller than the patch is zero-padded
     centred, as nnU-Net pads."""
     import sys
 
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    import train_demo_model as training
+    import demo_model_recipe as recipe
+    import demo_model_samples as training
 
     rng = np.random.default_rng(0)
     for _ in range(300):
@@ -128,15 +129,15 @@ def test_training_samples_imitate_sliding_window_tiles_that_hold_the_levels():
             assert source_stop - source_start == 192 and destination == 0
             if inner[1] - inner[0] < 192:
                 assert source_start <= inner[0] and inner[1] < source_stop
-    plans = training.make_plans(training.intensity_properties([make_phantom(seed=0).image]))
-    case = training.pool_case(1, plans, training.make_dataset_json())
+    plans = recipe.make_plans(recipe.intensity_properties([make_phantom(seed=0).image]))
+    case = training.pool_case(1, plans, recipe.make_dataset_json())
     image, labels = training.tile_sample(case, np.random.default_rng(1))
-    assert image.shape == labels.shape == tuple(training.PATCH_ZYX)
+    assert image.shape == labels.shape == tuple(recipe.PATCH_ZYX)
     rows = np.nonzero(labels.max(axis=(1, 2)) > 0)[0]
     assert rows.size and set(np.unique(labels)) <= set(range(10))
     # --far-fraction: fields of view as wide A-P as a wide pool phantom, so that some tiles hold no rootlet at all
     # (a sagittal scan's tiles in front of or behind the cord), while the usual fields of view always hold some
-    wide = training.pool_case(2, plans, training.make_dataset_json(), (64.0, 272.0, 240.0))
+    wide = training.pool_case(2, plans, recipe.make_dataset_json(), (64.0, 272.0, 240.0))
     far_rng, near_rng = np.random.default_rng(2), np.random.default_rng(2)
     far_empty = sum(not training.tile_sample(wide, far_rng, far_fraction=1.0)[1].any() for _ in range(40))
     near_empty = sum(not training.tile_sample(wide, near_rng, far_fraction=0.0)[1].any() for _ in range(40))
