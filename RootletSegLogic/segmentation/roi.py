@@ -25,9 +25,9 @@ from RootletSegLogic.errors import UserError
 
 # Measured (bench/bench_vs_reference.py --margins 15,20,25,30,40; the demo model on the 64x320x320 0.8 mm phantom;
 # the box grown onto the model's grid and its tiles by `roi_grid`): against the whole-volume labels, per-level Dice
-# is at least 0.998 at 20 and 25 mm (8 of 40 tiles) and 0.999 at 40 mm (16), 0.985 at 30 mm and 0.973 at 15 mm (2
-# tiles; there the crop cannot take the whole volume's tiles without more of them); against the truth, no level
-# moves by more than 0.007 at any of these margins (0.0013 at 25 mm). At least 20 mm was asked for; 25 mm keeps the
+# is at least 0.998 at 20 and 25 mm (8 of 40 tiles) and at 40 mm (16), 0.988 at 30 mm and 0.971 at 15 mm (2 tiles;
+# there the crop cannot take the whole volume's tiles without more of them); against the truth, no level moves by
+# more than 0.0093 at any of these margins (0.0016 at 25 mm). At least 20 mm was asked for; 25 mm keeps the
 # full-size network at 4 of its 8 tiles.
 DEFAULT_ROI_MARGIN_MM = 25.0
 MIN_ROI_MARGIN_MM = 0.0
