@@ -22,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from RootletSegLogic.errors import UserError
+from RootletSegLogic.levels.centerline import bounding_box
 
 # Measured (bench/bench_vs_reference.py --margins 15,20,25,30,40; the demo model on the 64x320x320 0.8 mm phantom;
 # the box grown onto the model's grid and its tiles by `roi_grid`): against the whole-volume labels, per-level Dice
@@ -103,19 +104,18 @@ def cord_box(image: sitk.Image, cord: sitk.Image, margin_mm: float = DEFAULT_ROI
     `cord` is a mask (non-zero = cord) on the image grid or on any grid overlapping it. UserError when no cord voxel
     lies inside the image."""
     margin_mm = check_margin(margin_mm)
-    mask_kji = _cord_on_image_grid(cord, image)
-    if not mask_kji.any():
+    bounds = bounding_box(_cord_on_image_grid(cord, image))
+    if bounds is None:
         raise UserError("The spinal cord mask has no voxel inside the image: check that it belongs to this image, "
                         "or run with --no-crop.")
+    low_zyx, high_zyx = bounds  # inclusive
     size = image.GetSize()
     spacing = image.GetSpacing()
     start, stop = [], []
     for axis in range(3):  # ITK axis i/j/k is NumPy axis 2/1/0
-        others = tuple(a for a in range(3) if a != 2 - axis)
-        hits = np.nonzero(mask_kji.any(axis=others))[0]
         margin_voxels = int(math.ceil(margin_mm / spacing[axis] - 1e-9))
-        start.append(max(int(hits[0]) - margin_voxels, 0))
-        stop.append(min(int(hits[-1]) + margin_voxels + 1, size[axis]))
+        start.append(max(int(low_zyx[2 - axis]) - margin_voxels, 0))
+        stop.append(min(int(high_zyx[2 - axis]) + margin_voxels + 1, size[axis]))
     return RoiBox(tuple(start), tuple(b - a for a, b in zip(start, stop)), margin_mm, tuple(size))
 
 

@@ -31,6 +31,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from RootletSegLogic.levels.centerline import bounding_box
 from RootletSegLogic.segmentation.roi import RoiBox
 
 # Samples within this distance (input voxels) of the whole volume's count as on its grid: a crop whose scale can
@@ -154,14 +155,11 @@ def align_axis(start: int, stop: int, length: int, axis: ModelAxis) -> AxisChoic
 def nonzero_extent(image: sitk.Image) -> Tuple[Tuple[int, int], ...]:
     """[first, stop) of the non-zero voxels along each ITK axis (nnU-Net crops to this box first); the whole axis
     for an image without any non-zero voxel."""
-    nonzero_kji = sitk.GetArrayViewFromImage(image) != 0
-    extent = []
-    for itk_axis in range(3):
-        others = tuple(a for a in range(3) if a != 2 - itk_axis)
-        hits = np.flatnonzero(nonzero_kji.any(axis=others))
-        size = image.GetSize()[itk_axis]
-        extent.append((int(hits[0]), int(hits[-1]) + 1) if hits.size else (0, size))
-    return tuple(extent)
+    bounds = bounding_box(sitk.GetArrayViewFromImage(image) != 0)
+    if bounds is None:
+        return tuple((0, size) for size in image.GetSize())
+    low_zyx, high_zyx = bounds  # inclusive; ITK axis i/j/k is NumPy axis 2/1/0
+    return tuple((int(low_zyx[2 - axis]), int(high_zyx[2 - axis]) + 1) for axis in range(3))
 
 
 def model_axes_of_input(order: Sequence[int], flips: Sequence[bool], transpose_forward: Sequence[int]) \
