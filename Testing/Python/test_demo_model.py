@@ -112,17 +112,17 @@ def test_training_samples_imitate_sliding_window_tiles_that_hold_the_levels():
 
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     import demo_model_recipe as recipe
-    import demo_model_samples as training
+    import demo_model_samples as samples
 
     rng = np.random.default_rng(0)
     for _ in range(300):
         size = int(rng.integers(60, 300))
         keep = tuple(sorted(int(v) for v in rng.integers(0, size, 2)))
-        start, stop = training._random_box_axis(rng, size, keep, int(rng.integers(10, 400)))
+        start, stop = samples._random_box_axis(rng, size, keep, int(rng.integers(10, 400)))
         assert 0 <= start <= keep[0] and keep[1] < stop <= size
         box_length = int(rng.integers(20, 260))
         inner = tuple(sorted(int(v) for v in rng.integers(0, min(box_length, 150), 2)))
-        source_start, source_stop, destination = training._patch_axis(rng, box_length, 192, inner)
+        source_start, source_stop, destination = samples._patch_axis(rng, box_length, 192, inner)
         if box_length <= 192:
             assert (source_start, source_stop) == (0, box_length) and destination == (192 - box_length) // 2
         else:
@@ -130,15 +130,15 @@ def test_training_samples_imitate_sliding_window_tiles_that_hold_the_levels():
             if inner[1] - inner[0] < 192:
                 assert source_start <= inner[0] and inner[1] < source_stop
     plans = recipe.make_plans(recipe.intensity_properties([make_phantom(seed=0).image]))
-    case = training.pool_case(1, plans, recipe.make_dataset_json())
-    image, labels = training.tile_sample(case, np.random.default_rng(1))
+    case = samples.pool_case(1, plans, recipe.make_dataset_json())
+    image, labels = samples.tile_sample(case, np.random.default_rng(1))
     assert image.shape == labels.shape == tuple(recipe.PATCH_ZYX)
     rows = np.nonzero(labels.max(axis=(1, 2)) > 0)[0]
     assert rows.size and set(np.unique(labels)) <= set(range(10))
     # --far-fraction: fields of view as wide A-P as a wide pool phantom, so that some tiles hold no rootlet at all
     # (a sagittal scan's tiles in front of or behind the cord), while the usual fields of view always hold some
-    wide = training.pool_case(2, plans, recipe.make_dataset_json(), (64.0, 272.0, 240.0))
+    wide = samples.pool_case(2, plans, recipe.make_dataset_json(), (64.0, 272.0, 240.0))
     far_rng, near_rng = np.random.default_rng(2), np.random.default_rng(2)
-    far_empty = sum(not training.tile_sample(wide, far_rng, far_fraction=1.0)[1].any() for _ in range(40))
-    near_empty = sum(not training.tile_sample(wide, near_rng, far_fraction=0.0)[1].any() for _ in range(40))
+    far_empty = sum(not samples.tile_sample(wide, far_rng, far_fraction=1.0)[1].any() for _ in range(40))
+    near_empty = sum(not samples.tile_sample(wide, near_rng, far_fraction=0.0)[1].any() for _ in range(40))
     assert far_empty >= 4 and far_empty > near_empty, (far_empty, near_empty)
